@@ -1,0 +1,1 @@
+"""Raw dataset -> sparsenet shard converters (one module per dataset)."""
