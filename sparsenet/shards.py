@@ -222,21 +222,15 @@ class ShardWriter:
 
 
 def _remove_stale_tmp(out_dir: Path) -> None:
-    """Delete temporary folders left beside ``out_dir`` by writers that were killed."""
-    for tmp in out_dir.parent.glob(f".{out_dir.name}.tmp-*-*"):
-        pid = tmp.name[len(f".{out_dir.name}.tmp-") :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+    """Delete temporary folders left beside ``out_dir`` by writers that are no longer running."""
+    prefix = f".{out_dir.name}.tmp-"
+    for tmp in out_dir.parent.glob(prefix + "*-*"):
+        try:
+            os.kill(int(tmp.name[len(prefix) :].split("-", 1)[0]), 0)
+        except ProcessLookupError:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        pass
-    return True
+        except (ValueError, PermissionError):  # not our naming, or alive under another user
+            pass
 
 
 def write_shard(path: Path, meta: ShardMeta, arrays: dict[str, np.ndarray], sample_ids: Sequence[str]) -> None:

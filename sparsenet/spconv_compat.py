@@ -1,0 +1,301 @@
+"""The one place that knows spconv's pitfalls; every sparse network builds its layers from here.
+
+spconv-cu120 2.3.6 with torch 2.13 on a CPU, measured in this repository
+(``tests/models/test_layers.py`` pins each item):
+
+1. **Algorithm.** The default algorithm (implicit GEMM) is CUDA-only: a CPU forward fails with
+   ``AssertionError: Torch not compiled with CUDA enabled``. spconv fixes the algorithm when a layer
+   is constructed, before it knows the device, so every layer here uses ``ConvAlgo.Native``, which
+   is correct on both CPU and CUDA (on a GPU it is slower than implicit GEMM, never wrong).
+2. **Bias.** In eval mode the CPU kernel refuses a fused bias (``bias and act don't support cpu``).
+   The convolutions here are created with ``bias=False`` and add their own ``bias`` parameter to
+   the output features.
+3. **Indices.** ``indices`` must be int32 ``[N, 3]`` = ``(batch, y, x)`` and contiguous. int64 is
+   rejected, but a non-contiguous int32 tensor (e.g. ``nonzero().int()`` transposed) is accepted
+   and gives silently wrong results, and so do duplicate or out-of-range coordinates.
+   :func:`to_sparse_tensor` enforces dtype and layout and validates shapes, bounds and uniqueness.
+4. **1x1 convolutions.** With kernel 1 and stride 1 spconv takes a shortcut,
+   ``features @ weight.view(in, out)``, although the weight is stored ``[out, 1, 1, in]``: silently
+   not the convolution the weight describes (unless ``in`` or ``out`` is 1). The convolutions here
+   turn the shortcut off.
+5. **Max-pooling.** spconv's max-pool starts its running maximum at 0, so it returns
+   ``max(0, window)``: an all-negative window yields 0. That is harmless after a ReLU (the only way
+   the networks here use it, ``nonnegative_input=True``); :class:`SparseMaxPool2d` is exact for
+   signed inputs by default.
+6. **Densifying.** ``SparseConvTensor.dense()`` indexes with a list of tensors, which torch 2.13
+   deprecates with a ``UserWarning`` ("will be interpreted as tensor index ... error or a different
+   result"); :func:`to_dense` uses tuple indexing instead.
+7. **Threads.** The CPU-only 2.3.8 wheel races in its CPU scatter-add; with this wheel 1-thread and
+   2-thread results are bitwise equal for conv, submanifold conv and max-pool, forward and backward.
+   torch's own CPU scatter with colliding indices (``scatter_reduce``, indexing backward) is not,
+   so the exact max-pool scatters one kernel offset (a collision-free map) at a time.
+
+Layout: features are ``[N, C]``; spconv conv weights are ``[out, kh, kw, in]`` (inverse conv
+``[out, kh, kw, in]`` too); :meth:`dense_weight` returns the ``torch.nn.functional`` layout.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+with warnings.catch_warnings():
+    # spconv decorates its autograd functions with the deprecated torch.cuda.amp.custom_fwd/bwd
+    # (FutureWarning); its build helper ccimport calls locale.getdefaultlocale (DeprecationWarning).
+    warnings.simplefilter("ignore", FutureWarning)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import spconv.pytorch as spconv
+    from spconv.pytorch import ops as spconv_ops
+
+
+class _DropFxTracingNotice(logging.Filter):
+    """Drops torch's one-off "is_fx_tracing will return true ..." notice that every
+    ``SparseConvTensor`` construction triggers (spconv's tensor class is fx-proxyable)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("is_fx_tracing will return true")
+
+
+logging.getLogger("torch.fx._symbolic_trace").addFilter(_DropFxTracingNotice())
+
+ALGO = spconv.ConvAlgo.Native
+"""The algorithm of every spconv layer built here (pitfall 1)."""
+
+SparseConvTensor = spconv.SparseConvTensor
+SparseSequential = spconv.SparseSequential
+SparseModule = spconv.SparseModule
+
+
+def to_sparse_tensor(
+    features: Tensor, coords: Tensor, spatial_shape: Sequence[int], batch_size: int
+) -> SparseConvTensor:
+    """Builds a validated 2-D ``SparseConvTensor``; the only way sparse inputs enter a network.
+
+    Args:
+        features: ``[N, C]`` floating point, one row per active site.
+        coords: ``[N, 3]`` integer ``(batch, y, x)``; any integer dtype, converted to contiguous
+            int32 on ``features.device``.
+        spatial_shape: ``(H, W)`` of the grid.
+        batch_size: number of samples ``B``; batch indices must lie in ``[0, B)``.
+
+    Returns:
+        ``SparseConvTensor`` with ``features [N, C]``, ``indices [N, 3]`` int32, ``spatial_shape
+        [H, W]``, ``batch_size B``.
+
+    Raises:
+        ValueError: wrong rank, dtype or length; coordinates outside the grid or the batch;
+            duplicate sites (each message states what was expected and what was found).
+    """
+    if features.ndim != 2 or not features.is_floating_point():
+        raise ValueError(
+            f"features must be a floating point [N, C] tensor; got {features.dtype} "
+            f"{list(features.shape)}"
+        )
+    if coords.ndim != 2 or coords.shape[1] != 3 or coords.is_floating_point() or coords.is_complex():
+        raise ValueError(
+            f"coords must be an integer [N, 3] tensor of (batch, y, x); got {coords.dtype} "
+            f"{list(coords.shape)}"
+        )
+    if coords.shape[0] != features.shape[0]:
+        raise ValueError(
+            f"coords has {coords.shape[0]} rows but features has {features.shape[0]}; "
+            "they must describe the same sites"
+        )
+    shape = [int(s) for s in spatial_shape]
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"spatial_shape must be two positive sizes (H, W); got {list(spatial_shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    coords64 = coords.to(torch.int64)
+    upper = torch.tensor([batch_size, *shape], device=coords.device)
+    outside = ((coords64 < 0) | (coords64 >= upper)).any(dim=1)
+    if bool(outside.any()):
+        row = int(outside.nonzero()[0, 0])
+        raise ValueError(
+            f"{int(outside.sum())} coords lie outside batch [0, {batch_size}) x grid "
+            f"{shape[0]}x{shape[1]}; first: row {row} = {coords64[row].tolist()}"
+        )
+    keys = (coords64[:, 0] * shape[0] + coords64[:, 1]) * shape[1] + coords64[:, 2]
+    unique_keys, counts = torch.unique(keys, return_counts=True)
+    if unique_keys.numel() != keys.numel():
+        first = int(unique_keys[counts > 1][0])
+        raise ValueError(
+            f"{keys.numel() - unique_keys.numel()} duplicate sites in coords (spconv would "
+            f"silently give each copy a different result); first duplicate (batch, y, x) = "
+            f"{[first // (shape[0] * shape[1]), first // shape[1] % shape[0], first % shape[1]]}; "
+            "merge duplicate sites before batching"
+        )
+    indices = coords.to(device=features.device, dtype=torch.int32).contiguous()
+    return SparseConvTensor(features.contiguous(), indices, shape, batch_size)
+
+
+def to_dense(x: SparseConvTensor) -> Tensor:
+    """``[B, C, H, W]`` with the features at the active sites and zeros elsewhere (differentiable)."""
+    batch, row, col = x.indices.to(device=x.features.device, dtype=torch.int64).unbind(1)
+    grid = x.features.new_zeros(x.batch_size, *x.spatial_shape, x.features.shape[1])
+    return grid.index_put((batch, row, col), x.features).permute(0, 3, 1, 2)
+
+
+class _BiasedConv(SparseModule):
+    """An spconv convolution without fused bias, plus a ``bias [out]`` added to its output features."""
+
+    def __init__(self, conv: spconv.conv.SparseConvolution, bias: bool) -> None:
+        super().__init__()
+        conv.conv1x1 = False  # pitfall 4: spconv's 1x1 shortcut misreads the weight layout
+        self.conv = conv
+        if bias:
+            fan_in = conv.in_channels * math.prod(conv.kernel_size)
+            bound = 1.0 / math.sqrt(fan_in)
+            self.bias = nn.Parameter(torch.empty(conv.out_channels).uniform_(-bound, bound))
+        else:
+            self.register_parameter("bias", None)
+
+    @property
+    def weight(self) -> nn.Parameter:
+        """spconv layout ``[out, kh, kw, in]``."""
+        return self.conv.weight
+
+    def dense_weight(self) -> Tensor:
+        """The weight in ``torch.nn.functional.conv2d`` layout ``[out, in, kh, kw]``."""
+        return self.conv.weight.permute(0, 3, 1, 2)
+
+    def forward(self, x: SparseConvTensor) -> SparseConvTensor:
+        """``x``: features ``[N, in]`` -> features ``[N', out]`` on the layer's output sites."""
+        y = self.conv(x)
+        return y if self.bias is None else y.replace_feature(y.features + self.bias)
+
+
+class SparseConv2d(_BiasedConv):
+    """Sparse convolution (``torch.nn.Conv2d`` twin): an output site is active when its window
+    holds an active input site, so the active set grows; output size
+    ``(H + 2·padding - kernel_size) // stride + 1``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        *,
+        bias: bool = True,
+        indice_key: str | None = None,
+    ) -> None:
+        conv = spconv.SparseConv2d(
+            in_channels, out_channels, kernel_size, stride, padding,
+            bias=False, indice_key=indice_key, algo=ALGO,
+        )
+        super().__init__(conv, bias)
+
+
+class SubMConv2d(_BiasedConv):
+    """Submanifold convolution: odd ``kernel_size``, outputs only at the input's active sites
+    (equals ``conv2d(padding=kernel_size // 2)`` of the zero-filled input there)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        bias: bool = True,
+        indice_key: str | None = None,
+    ) -> None:
+        if kernel_size % 2 == 0:
+            raise ValueError(f"a submanifold convolution needs an odd kernel_size; got {kernel_size}")
+        conv = spconv.SubMConv2d(
+            in_channels, out_channels, kernel_size,
+            bias=False, indice_key=indice_key, algo=ALGO,
+        )
+        super().__init__(conv, bias)
+
+
+class SparseInverseConv2d(_BiasedConv):
+    """Inverse of the :class:`SparseConv2d` (or pool) registered under ``indice_key``: maps its
+    output sites back to exactly its input sites (``torch.nn.ConvTranspose2d`` twin)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        indice_key: str,
+        bias: bool = True,
+    ) -> None:
+        conv = spconv.SparseInverseConv2d(
+            in_channels, out_channels, kernel_size,
+            bias=False, indice_key=indice_key, algo=ALGO,
+        )
+        super().__init__(conv, bias)
+
+    def dense_weight(self) -> Tensor:
+        """The weight in ``torch.nn.functional.conv_transpose2d`` layout ``[in, out, kh, kw]``."""
+        return self.conv.weight.permute(3, 0, 1, 2)
+
+
+class SparseMaxPool2d(SparseModule):
+    """Sparse max-pooling (``torch.nn.MaxPool2d`` twin, no padding): an output site is active
+    when its window holds an active input site; inactive sites do not take part in the maximum.
+
+    ``nonnegative_input=True`` runs spconv's kernel, which returns ``max(0, window)`` (pitfall 5):
+    use it only where inputs cannot be negative, e.g. right after a ReLU. The default path is
+    exact for any sign (a maximum over spconv's rulebook, one kernel offset at a time, in plain
+    torch); on ties its gradient is shared equally between the tied inputs.
+    """
+
+    def __init__(self, kernel_size: int, stride: int | None = None, *, nonnegative_input: bool = False) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.nonnegative_input = nonnegative_input
+        self.pool = spconv.SparseMaxPool2d(kernel_size, self.stride, algo=ALGO) if nonnegative_input else None
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, nonnegative_input={self.nonnegative_input}"
+
+    def forward(self, x: SparseConvTensor) -> SparseConvTensor:
+        """``x``: features ``[N, C]`` -> features ``[N', C]`` on the pooled grid."""
+        if self.pool is not None:
+            return self.pool(x)
+        ksize, stride = [self.kernel_size] * 2, [self.stride] * 2
+        out_indices, pairs, pair_counts = spconv_ops.get_indice_pairs(
+            x.indices, x.batch_size, x.spatial_shape, ALGO, ksize, stride, [0, 0], [1, 1], [0, 0]
+        )
+        pairs = pairs.long().to(x.features.device)
+        empty = x.features.new_full((out_indices.shape[0], x.features.shape[1]), float("-inf"))
+        # One kernel offset maps inputs to outputs one-to-one, so each scatter below (and its
+        # gradient) is free of collisions: the result is deterministic whatever the thread count.
+        per_offset = [
+            empty.index_put((pairs[1, k, :count],), x.features[pairs[0, k, :count]])
+            for k, count in enumerate(pair_counts.tolist())
+        ]
+        out_shape = spconv_ops.get_conv_output_size(x.spatial_shape, ksize, stride, [0, 0], [1, 1])
+        return SparseConvTensor(torch.stack(per_offset).amax(dim=0), out_indices, out_shape, x.batch_size,
+                                indice_dict=dict(x.indice_dict))
+
+
+class Concat(SparseModule):
+    """Runs ``branches`` on the same input and concatenates their features (SparseConvNet's
+    ``ConcatTable`` + ``JoinTable``); every branch must return the input's sites in its order."""
+
+    def __init__(self, *branches: nn.Module) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: SparseConvTensor) -> SparseConvTensor:
+        """``x``: ``[N, C]`` -> ``[N, sum of branch widths]`` on the sites of the first branch."""
+        outs = [branch(x) for branch in self.branches]
+        for i, out in enumerate(outs[1:], start=1):
+            if not torch.equal(out.indices, outs[0].indices):
+                raise ValueError(
+                    f"Concat branch {i} returned {out.indices.shape[0]} sites that differ from branch 0's "
+                    f"{outs[0].indices.shape[0]}; a branch that changes scale must end with an inverse conv "
+                    "keyed to its downsampling conv"
+                )
+        return outs[0].replace_feature(torch.cat([out.features for out in outs], dim=1))

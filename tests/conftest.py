@@ -1,0 +1,125 @@
+"""Shared fixtures: the real raw data (when present) and tiny synthetic raw datasets and shards."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pytest
+
+from sparsenet.shards import ShardMeta, ShardWriter
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository's top folder."""
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def raw_data() -> Path:
+    """``$SPARSENET_RAW``, else ``../shared/data`` beside the repository; skips the test when absent."""
+    root = Path(os.environ.get("SPARSENET_RAW") or REPO.parent / "shared" / "data")
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root} (set SPARSENET_RAW)")
+    return root
+
+
+def _stroke_text(strokes: Sequence[Sequence[tuple[float, float]]], name: str = "A", *, stroke_count: int | None = None) -> str:
+    """A stroke file in the Assamese release's format (CRLF, PEN_DOWN/PEN_UP around each stroke)."""
+    lines = [f"CHARACTER_NAME: {name}", f"STROKE_COUNT: {len(strokes) if stroke_count is None else stroke_count}",
+             "  X           Y   STYLUS_STATE STROKE"]
+    for k, stroke in enumerate(strokes, 1):
+        lines.append("PEN_DOWN")
+        lines += [f"{x:<12}{y:<12}1        {k}" for x, y in stroke]
+        lines.append("PEN_UP                  0")
+    lines.append(f"END_CHARACTER: {name}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+@pytest.fixture
+def stroke_text() -> Callable[..., str]:
+    """``stroke_text(strokes, name="A", stroke_count=None) -> str``: write a synthetic stroke file."""
+    return _stroke_text
+
+
+@pytest.fixture
+def assamese_tree(tmp_path: Path) -> Path:
+    """Raw Assamese layout: writers 1-4, classes 1-3 (class c is a c-armed star), plus a misplaced copy."""
+    root = tmp_path / "Online Handwritten Assamese Characters Dataset"
+    rng = np.random.default_rng(0)
+    for writer in range(1, 5):
+        for c in range(1, 4):
+            angles = np.arange(c) * 2 * np.pi / c + rng.uniform(0, 0.3)
+            strokes = [[(1000, 1000), (int(1000 + 400 * np.cos(a)), int(1000 + 400 * np.sin(a)))] for a in angles]
+            strokes.append([(1000, 1500), (1010, 1480)])
+            folder = root / f"W{writer}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{c}.{writer}.txt").write_text(_stroke_text(strokes, "EE" if (writer, c) == (2, 3) else f"N{c}"), newline="")
+    (root / "W2" / "1.1.txt").write_bytes((root / "W1" / "1.1.txt").read_bytes())
+    return root
+
+
+def _idx(array: np.ndarray) -> bytes:
+    code = {np.dtype(np.uint8): 0x08}[array.dtype]
+    header = bytes([0, 0, code, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    return header + array.tobytes()
+
+
+@pytest.fixture
+def mnist_dir(tmp_path: Path) -> Path:
+    """Four gzipped IDX files: 12 train and 6 test random 'digits' (about half the pixels zero)."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for prefix, count in (("train", 12), ("t10k", 6)):
+        images = (rng.integers(0, 256, (count, 28, 28)) * (rng.random((count, 28, 28)) < 0.5)).astype(np.uint8)
+        labels = rng.integers(0, 10, count).astype(np.uint8)
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images)))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(labels)))
+    return folder
+
+
+@pytest.fixture
+def idx_bytes() -> Callable[[np.ndarray], bytes]:
+    """``idx_bytes(uint8 array) -> bytes``: an uncompressed IDX file."""
+    return _idx
+
+
+@pytest.fixture
+def caltech_tree(tmp_path: Path) -> Path:
+    """``101_ObjectCategories`` with 3 categories x 10 JPEGs (one grayscale) and a BACKGROUND_Google folder."""
+    from PIL import Image
+
+    root = tmp_path / "caltech" / "101_ObjectCategories"
+    rng = np.random.default_rng(2)
+    for category in ("BACKGROUND_Google", "Faces", "accordion", "panda"):
+        (root / category).mkdir(parents=True)
+        for i in range(1, 3 if category == "BACKGROUND_Google" else 11):
+            h, w = rng.integers(40, 120, 2)
+            pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            image = Image.fromarray(pixels).convert("L") if (category, i) == ("panda", 1) else Image.fromarray(pixels)
+            image.save(root / category / f"image_{i:04d}.jpg", quality=90)
+    return root.parent
+
+
+@pytest.fixture
+def make_split(tmp_path: Path) -> Callable[..., Path]:
+    """``make_split(name, samples=7, per_shard=3) -> folder``: a small split written by ShardWriter."""
+
+    def make(name: str = "split", samples: int = 7, per_shard: int = 3) -> Path:
+        meta = ShardMeta((8, 6), 3, ("a", "b"), ("zero", "one", "two"), "synthetic", "tests.conftest", {"k": 1})
+        rng = np.random.default_rng(3)
+        with ShardWriter(tmp_path / name, meta, samples_per_shard=per_shard) as writer:
+            for i in range(samples):
+                sites = rng.choice(48, size=1 + i % 5, replace=False)
+                coords = np.stack([sites // 6, sites % 6], axis=1)
+                writer.add(coords, rng.normal(size=(len(sites), 2)), i % 3, f"s{i}")
+        return tmp_path / name
+
+    return make

@@ -1,0 +1,103 @@
+"""The command line: help texts, preprocess + inspect on small sources, errors as messages."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import sparsenet.commands
+from sparsenet.cli import main
+from sparsenet.sources import ENV_VAR
+
+
+def run(*args: str, env: dict | None = None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def _commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield prefix + (name,), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, prefix + (name,))
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _commands(main)] + [()], ids=lambda p: " ".join(p) or "main")
+def test_help_reads_well(path):
+    result = run(*path, "--help")
+    assert result.exit_code == 0 and "Usage: " in result.output
+    command = main
+    for name in path:
+        command = command.commands[name]
+    assert command.help
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name not in ("help", "version"):
+            assert param.help, f"{' '.join(path)} {param.opts[0]} has no help"
+
+
+def test_preprocess_assamese_then_inspect(assamese_tree, tmp_path):
+    out = tmp_path / "shards"
+    result = run("preprocess", "assamese", "--source", assamese_tree, "--out", out, "--train-writers", "1-2,4",
+                 "--test-writers", "3", "--field", 50, "--scale", 40)
+    assert result.exit_code == 0, result.output
+    assert f"wrote 9 train, 3 test samples to {out}" in result.output and "skipped" in result.output
+    result = run("inspect", out, "--render", 4, "--png", tmp_path / "pic.png")
+    assert result.exit_code == 0, result.output
+    for text in ("train: 9 samples in 1 file(s), valid", "classes:        3 (N1, N2, N3)", "spatial shape:  50 x 50",
+                 "features:       dx, dy, ink", "sites / sample: min", "train_writers: [1, 2, 4]", "drew 4 samples"):
+        assert text in result.output
+    assert (tmp_path / "pic.png").stat().st_size > 0
+
+
+def test_preprocess_mnist_and_masked(mnist_dir, tmp_path):
+    result = run("preprocess", "mnist", "--source", mnist_dir, "--out", tmp_path / "m")
+    assert result.exit_code == 0 and "wrote 12 train, 6 test samples" in result.output
+    result = run("preprocess", "masked", "--dataset", "mnist", "--sparsity", 0.5, "--source", mnist_dir,
+                 "--out", tmp_path / "mm")
+    assert result.exit_code == 0, result.output
+    assert "sites / sample: min 392, median 392, max 392" in run("inspect", tmp_path / "mm" / "test").output
+
+
+@pytest.mark.parametrize("sparsity", ["1", "-0.1", "half"])
+def test_sparsity_must_be_in_unit_interval(mnist_dir, sparsity):
+    result = run("preprocess", "masked", "--dataset", "mnist", "--sparsity", sparsity, "--source", mnist_dir)
+    assert result.exit_code == 2 and "--sparsity" in result.output
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path, assamese_tree, stroke_text):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not an hdf5 file")
+    result = run("inspect", bad)
+    assert result.exit_code == 1 and f"Error: {bad}: not a readable HDF5 file" in result.output
+    (assamese_tree / "W1" / "1.1.txt").write_text(stroke_text([[("x", 0), (1, 1)]]))
+    result = run("preprocess", "assamese", "--source", assamese_tree, "--out", tmp_path / "out")
+    assert result.exit_code == 1 and "W1/1.1.txt, line 5: 'x' is not a finite number" in result.output
+    result = run("preprocess", "assamese", "--source", assamese_tree, "--train-writers", "1-x")
+    assert result.exit_code == 2 and "not a list of writer ids" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_raw_data_without_network(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.chdir(tmp_path)
+    result = run("preprocess", "mnist", env={ENV_VAR: ""})
+    assert result.exit_code == 1
+    assert "could not download" in result.output and "--source" in result.output and ENV_VAR in result.output
+
+
+def test_commands_package_extends_the_group(tmp_path, monkeypatch):
+    (tmp_path / "hello.py").write_text(
+        "import click\n\n@click.command()\ndef command():\n    'Say hello.'\n    click.echo('hello from a plugin')\n"
+    )
+    monkeypatch.setattr(sparsenet.commands, "__path__", [*sparsenet.commands.__path__, str(tmp_path)])
+    monkeypatch.setattr(sys, "path", [*sys.path])
+    assert "hello" in run("--help").output
+    assert run("hello").output == "hello from a plugin\n"

@@ -1,0 +1,105 @@
+"""Masked images: exact requested sparsity, reproducible masks and splits, Caltech-101 decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from preprocess import caltech101, masked, mnist
+from sparsenet.shards import ShardReader
+from sparsenet.sources import iter_members
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.25, 0.9, 0.99])
+def test_masks_drop_exactly_the_requested_fraction(sparsity):
+    valid = masked.validity_masks(50, (28, 28), sparsity, np.random.default_rng(0))
+    assert valid.shape == (50, 28, 28) and valid.dtype == bool
+    assert ((~valid).sum(axis=(1, 2)) == round(sparsity * 784)).all()
+    if 0 < sparsity:
+        assert len({m.tobytes() for m in valid}) == 50  # a different mask per image
+
+
+def test_masks_are_uniform_and_seeded():
+    valid = masked.validity_masks(4000, (4, 4), 0.5, np.random.default_rng(1))
+    assert np.abs(valid.mean(axis=0) - 0.5).max() < 0.04  # every pixel equally likely to be dropped
+    again = masked.validity_masks(4000, (4, 4), 0.5, np.random.default_rng(1))
+    np.testing.assert_array_equal(valid, again)
+    with pytest.raises(ValueError, match="drops all 16 pixels"):
+        masked.validity_masks(1, (4, 4), 0.99, np.random.default_rng(0))
+
+
+def test_mnist_sites_are_valid_pixels_including_zeros(mnist_dir, tmp_path):
+    masked.convert("mnist", mnist_dir, tmp_path / "a", sparsity=0.75, seed=3)
+    reader = ShardReader(tmp_path / "a" / "train")
+    assert reader.meta.spatial_shape == (28, 28) and reader.meta.params["sparsity"] == 0.75
+    assert reader.meta.converter == "preprocess.masked" and reader.meta.params["dataset"] == "mnist"
+    assert (reader.sites_per_sample == 784 - 588).all()
+    images = mnist.load(mnist_dir)["train"][0]
+    zeros = 0
+    for image, sample in zip(images, reader):
+        np.testing.assert_allclose(sample.features[:, 0], image[sample.coords[:, 0], sample.coords[:, 1]] / 255, atol=1e-7)
+        zeros += int((sample.features == 0).sum())
+    assert zeros > 0  # zero-valued pixels are sites too: validity, not intensity
+    masked.convert("mnist", mnist_dir, tmp_path / "b", sparsity=0.75, seed=3)
+    masked.convert("mnist", mnist_dir, tmp_path / "c", sparsity=0.75, seed=4)
+    same, other = ShardReader(tmp_path / "b" / "train"), ShardReader(tmp_path / "c" / "train")
+    np.testing.assert_array_equal(reader[0].coords, same[0].coords)
+    assert not np.array_equal(reader[0].coords, other[0].coords)
+
+
+@pytest.mark.parametrize("sparsity", [-0.1, 1.0, 1.5])
+def test_sparsity_outside_unit_interval(mnist_dir, tmp_path, sparsity):
+    with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\)"):
+        masked.convert("mnist", mnist_dir, tmp_path, sparsity=sparsity)
+    assert list(tmp_path.iterdir()) == [mnist_dir]
+
+
+def test_caltech_synthetic(caltech_tree, tmp_path):
+    result = masked.convert("caltech101", caltech_tree, tmp_path / "out", sparsity=0.5, seed=1, size=16)
+    assert result["samples"] == {"train": 21, "val": 3, "test": 6}  # per class: 7 / 1 / 2
+    readers = {s: ShardReader(tmp_path / "out" / s) for s in ("train", "val", "test")}
+    meta = readers["train"].meta
+    assert meta.class_names == ("Faces", "accordion", "panda")  # BACKGROUND_Google excluded
+    assert meta.spatial_shape == (16, 16) and meta.feature_names == ("red", "green", "blue")
+    ids = [s.sample_id for r in readers.values() for s in r]
+    assert len(set(ids)) == 30 and not any(i.startswith("BACKGROUND") for i in ids)
+    assert all((r.sites_per_sample == 128).all() for r in readers.values())
+    gray = caltech101.decode((caltech_tree / "101_ObjectCategories/panda/image_0001.jpg").read_bytes(), 16, "gray")
+    assert gray.shape == (16, 16, 3) and (gray[..., 0] == gray[..., 2]).all()  # grayscale JPEG -> RGB
+    masked.convert("caltech101", caltech_tree, tmp_path / "again", sparsity=0.5, seed=1, size=16)
+    assert [s.sample_id for s in ShardReader(tmp_path / "again" / "val")] == [s.sample_id for s in readers["val"]]
+
+
+def test_caltech_split_is_stratified_and_seeded():
+    labels = np.repeat(np.arange(3), [31, 50, 800])
+    parts = caltech101.split_indices(labels, masked.CALTECH_SPLITS, seed=5)
+    assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(881))
+    assert np.bincount(labels[parts["test"]]).tolist() == [6, 10, 160]
+    assert np.bincount(labels[parts["val"]]).tolist() == [3, 5, 80]
+    other = caltech101.split_indices(labels, masked.CALTECH_SPLITS, seed=6)
+    assert not np.array_equal(parts["test"], other["test"])
+
+
+@pytest.mark.realdata
+def test_caltech_real_images(raw_data, tmp_path):
+    """A few real JPEGs (streamed from the start of the archive) through the whole converter."""
+    wanted = {"BACKGROUND_Google": 2, "Faces": 10, "Faces_easy": 10, "Leopards": 10}
+    root = tmp_path / "101_ObjectCategories"
+    taken = dict.fromkeys(wanted, 0)
+    for name, data in iter_members(raw_data / "caltech101", lambda n: caltech101.IMAGE_PATTERN.search(n) is not None):
+        category = name.split("/")[-2]
+        if category not in wanted:
+            break
+        if taken[category] < wanted[category]:
+            (root / category).mkdir(parents=True, exist_ok=True)
+            (root / category / name.split("/")[-1]).write_bytes(data)
+            taken[category] += 1
+    assert taken == wanted
+    masked.convert("caltech101", tmp_path, tmp_path / "out", sparsity=0.9, size=64)
+    reader = ShardReader(tmp_path / "out" / "train")
+    assert reader.meta.class_names == ("Faces", "Faces_easy", "Leopards")
+    assert (reader.sites_per_sample == 4096 - round(0.9 * 4096)).all()
+    sample = reader[0]
+    image = caltech101.decode((root / sample.sample_id).read_bytes(), 64, sample.sample_id)
+    pixels = image[sample.coords[:, 0], sample.coords[:, 1]] / 255
+    np.testing.assert_allclose(sample.features * masked.IMAGENET_STD + masked.IMAGENET_MEAN, pixels, atol=1e-5)

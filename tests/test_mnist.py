@@ -1,0 +1,93 @@
+"""MNIST: the IDX reader refuses bad files; the shards rebuild every original image exactly."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from preprocess import mnist
+from sparsenet.shards import ShardReader, shard_files
+from sparsenet.sources import RawDataError
+
+
+def rebuild(folder, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 [count, 28, 28] and labels from a split's shards, reading them as the doc says."""
+    images, labels, start = np.zeros((count, 28, 28), np.uint8), [], 0
+    for path in shard_files(folder):
+        with h5py.File(path, "r") as f:
+            oy, ox = json.loads(f.attrs["params"])["offset"]
+            coords, features, offsets = f["coords"][:], f["features"][:, 0], f["offsets"][:]
+            labels.append(f["labels"][:])
+        sample = start + np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+        values = np.round(features * 255)
+        assert ((values >= 1) & (values <= 255)).all()
+        images[sample, coords[:, 0] - oy, coords[:, 1] - ox] = values
+        start += len(offsets) - 1
+    assert start == count
+    return images, np.concatenate(labels)
+
+
+@pytest.mark.realdata
+def test_real_round_trip_is_exact(raw_data, tmp_path):
+    original = mnist.load(raw_data / "mnist")
+    result = mnist.convert(raw_data / "mnist", tmp_path)
+    assert result["samples"] == {"train": 60000, "test": 10000}
+    for split, (images, labels) in original.items():
+        rebuilt, rebuilt_labels = rebuild(tmp_path / split, len(images))
+        np.testing.assert_array_equal(rebuilt, images)
+        np.testing.assert_array_equal(rebuilt_labels, labels)
+    assert np.bincount(original["test"][1]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_synthetic_round_trip_and_field(mnist_dir, tmp_path):
+    mnist.convert(mnist_dir, tmp_path / "out", field=40)
+    reader = ShardReader(tmp_path / "out" / "train")
+    assert reader.meta.spatial_shape == (40, 40) and reader.meta.params["offset"] == [6, 6]
+    assert reader.meta.feature_names == ("intensity",) and reader.meta.class_names[3] == "3"
+    images, labels = mnist.load(mnist_dir)["train"]
+    rebuilt, rebuilt_labels = (np.zeros_like(images), reader.labels)
+    for i, sample in enumerate(reader):
+        rebuilt[i, sample.coords[:, 0] - 6, sample.coords[:, 1] - 6] = np.round(sample.features[:, 0] * 255)
+    np.testing.assert_array_equal(rebuilt, images)
+    np.testing.assert_array_equal(rebuilt_labels, labels)
+    with pytest.raises(ValueError, match="field 27 is smaller than the 28x28 digits"):
+        mnist.convert(mnist_dir, tmp_path / "small", field=27)
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda raw: gzip.compress(raw)[:-100], "corrupt or truncated gzip"),
+        (lambda raw: raw[:-5], "truncated: dimensions [12, 28, 28] need 9408 data bytes, found 9403"),
+        (lambda raw: raw + b"\0", "has trailing bytes"),
+        (lambda raw: raw[:10], "truncated in the header"),
+        (lambda raw: b"\x00\x00\x08\x01" + raw[4:], "IDX file with 1 dimensions, expected 3"),
+        (lambda raw: b"PK\x03\x04" + raw[4:], "not an IDX file (magic 504b0304)"),
+        (lambda raw: b"", "not an IDX file (magic missing)"),
+    ],
+    ids=["gzip-cut", "payload-cut", "trailing", "header-cut", "wrong-dims", "wrong-magic", "empty"],
+)
+def test_bad_idx_files_are_named(mnist_dir, damage, problem):
+    path = mnist_dir / "train-images-idx3-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    path.unlink()
+    (mnist_dir / "train-images-idx3-ubyte").write_bytes(damage(raw))
+    with pytest.raises(RawDataError, match="train-images-idx3-ubyte") as info:
+        mnist.load(mnist_dir)
+    assert problem in str(info.value)
+
+
+def test_mismatched_or_missing_files(mnist_dir, idx_bytes):
+    (mnist_dir / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(5, np.uint8))))
+    with pytest.raises(RawDataError, match="test has 6 images but 5 labels"):
+        mnist.load(mnist_dir)
+    (mnist_dir / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.full(6, 10, np.uint8))))
+    with pytest.raises(RawDataError, match="labels go up to 10"):
+        mnist.load(mnist_dir)
+    (mnist_dir / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(RawDataError, match=r"no t10k-labels-idx1-ubyte\[.gz\] file"):
+        mnist.load(mnist_dir)
