@@ -30,3 +30,45 @@ preprocess: setup
 
 lint: setup
 	duplicates --most 20
+
+# --- training ---------------------------------------------------------------------------
+# Each run folder ends up with config.json, metrics.jsonl, curves.png, confusion.png,
+# checkpoint.pt, best.pt and eval.txt. Re-running a target after an interruption continues
+# the run from its last finished epoch. TRAIN_ARGS adds `sparsenet train` options to a new run.
+RUNS ?= runs
+TRAIN_ARGS ?=
+SWEEP_SPARSITIES ?= 0.1 0.3 0.5 0.7 0.9
+SWEEP_MODELS ?= sinet-mnist convnet-mnist
+SWEEP_ARGS ?=
+
+.PHONY: train-assamese train-mnist sparsity-sweep
+
+$(DATA)/assamese/test/manifest.json: | setup
+	$(SN) preprocess assamese --out $(DATA)/assamese
+
+$(DATA)/mnist/test/manifest.json: | setup
+	$(SN) preprocess mnist --out $(DATA)/mnist
+
+$(DATA)/masked-mnist-%/test/manifest.json: | setup
+	$(SN) preprocess masked --dataset mnist --sparsity $* --out $(DATA)/masked-mnist-$*
+
+# $(call train-or-resume,DATA_DIR,RUN_DIR,TRAIN OPTIONS): continue RUN_DIR if it has a checkpoint.
+train-or-resume = if [ -f $(2)/checkpoint.pt ]; then $(SN) train --resume $(2); else $(SN) train --data $(1) --out $(2) $(3); fi
+
+# The sparse VGG with the Assamese defaults of sparsenet/config.py (about an hour on 2 cores).
+train-assamese: $(DATA)/assamese/test/manifest.json
+	$(call train-or-resume,$(DATA)/assamese,$(RUNS)/assamese-vgg,$(TRAIN_ARGS))
+	$(SN) eval --checkpoint $(RUNS)/assamese-vgg/best.pt --data $(DATA)/assamese > $(RUNS)/assamese-vgg/eval.txt && cat $(RUNS)/assamese-vgg/eval.txt
+
+# DeepCNet(5, 10) on MNIST in a 96x96 field, ±2-pixel shifts.
+train-mnist: $(DATA)/mnist/test/manifest.json
+	$(call train-or-resume,$(DATA)/mnist,$(RUNS)/mnist-deepcnet,$(TRAIN_ARGS))
+	$(SN) eval --checkpoint $(RUNS)/mnist-deepcnet/best.pt --data $(DATA)/mnist > $(RUNS)/mnist-deepcnet/eval.txt && cat $(RUNS)/mnist-deepcnet/eval.txt
+
+# Masked MNIST at each sparsity: the sparsity-invariant CNN against its ConvNet twin
+# (Uhrig et al. 3DV 2017, Table 3); table and plot in $(RUNS)/sparsity-sweep/report.md, sparsity.png.
+sparsity-sweep: $(foreach s,$(SWEEP_SPARSITIES),$(DATA)/masked-mnist-$(s)/test/manifest.json)
+	for s in $(SWEEP_SPARSITIES); do for m in $(SWEEP_MODELS); do \
+	  $(call train-or-resume,$(DATA)/masked-mnist-$$s,$(RUNS)/sparsity-sweep/$$m-$$s,--model $$m $(SWEEP_ARGS)) || exit 1; \
+	done; done
+	$(SN) report $(RUNS)/sparsity-sweep

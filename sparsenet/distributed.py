@@ -1,0 +1,224 @@
+"""Data-parallel training: torchrun or ``--procs N`` processes, one global batch, synced BatchNorm.
+
+Every process (rank) runs the same training loop on its share of each global batch:
+``share(batch, rank, world)`` cuts the batch of B samples into ``world`` contiguous pieces
+whose sizes differ by at most one. Each rank scales its summed loss by ``world / B``, and
+DistributedDataParallel averages gradients over ranks, so the update equals that of one
+process on the whole batch: same global batch, same learning rate, same result up to float
+rounding. BatchNorm layers are swapped for :class:`SyncedBatchNorm`, which normalises with
+the statistics of the global batch (torch's own ``SyncBatchNorm`` refuses CPU tensors).
+
+Process groups use gloo on the CPU and NCCL on CUDA. ``torchrun`` sets ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous; :func:`spawn` starts N local processes
+itself (one torch thread each) with the same variables, on a free localhost port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Rank:
+    """Where this process stands: ``rank`` of ``world``, ``local_rank`` on its machine."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """The rank that writes metrics, checkpoints and plots."""
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Rank":
+        """The rank torchrun (or :func:`spawn`) set in the environment; a single process otherwise."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+MIN_SHARE = 16  # "auto" gives every process at least this many samples of a global batch
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_procs(procs: int | str, device: torch.device, batch_size: int) -> int:
+    """``procs``, or for ``"auto"`` one process per GPU on CUDA and one per usable core on the CPU,
+    but no more than leave each at least :data:`MIN_SHARE` samples of a ``batch_size`` batch."""
+    if procs != "auto":
+        return int(procs)
+    available = max(torch.cuda.device_count(), 1) if device.type == "cuda" else usable_cores()
+    return max(1, min(available, batch_size // MIN_SHARE))
+
+
+def init(rank: Rank, device: torch.device) -> None:
+    """Join the process group (gloo on CPU, NCCL on CUDA) when there is more than one rank."""
+    if rank.world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank.rank, world_size=rank.world)
+
+
+def shutdown() -> None:
+    """Leave the process group, if this process joined one."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def share(batch: Sequence[int], rank: int, world: int) -> list[int]:
+    """Rank ``rank``'s contiguous piece of a global ``batch`` (sizes differ by at most one)."""
+    n = len(batch)
+    return list(batch[rank * n // world : (rank + 1) * n // world])
+
+
+def all_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of ``tensor`` over ranks, on ``tensor``'s device (``tensor`` itself when there is one rank)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return tensor
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else tensor.device
+    out = tensor.to(device, copy=True)
+    dist.all_reduce(out)
+    return out.to(tensor.device)
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """``all_reduce`` (sum) whose gradient is the sum of the ranks' output gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _SumOverRanks.apply(grad.contiguous())
+
+
+class SyncedBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over the union of all ranks' inputs, on any device; plain BatchNorm otherwise.
+
+    Input [M, C] (sparse features) or [B, C, *spatial]. In training with more than one rank,
+    per-channel sums, sums of squares and counts are added over ranks with a differentiable
+    ``all_reduce`` (in float64), so outputs, gradients and running statistics equal those of
+    a single process seeing the whole batch (up to float rounding).
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected input of at least 2 dims [*, C, ...], got {list(input.shape)}")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(input)
+        channels = input.shape[1]
+        flat = input.transpose(0, 1).reshape(channels, -1).double()  # [C, M]
+        count = torch.tensor([float(flat.shape[1])], dtype=torch.float64, device=input.device)
+        total = _SumOverRanks.apply(torch.cat([flat.sum(1), (flat * flat).sum(1), count]))
+        n = total[-1]
+        mean = total[:channels] / n
+        var = (total[channels : 2 * channels] / n - mean * mean).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+                unbiased = var * n / (n - 1).clamp_min(1)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+        shape = [1, channels] + [1] * (input.dim() - 2)
+        scale = torch.rsqrt(var + self.eps).to(input.dtype)
+        out = (input - mean.to(input.dtype).view(shape)) * scale.view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out
+
+
+def sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm in ``module`` (in place) by a :class:`SyncedBatchNorm` with the same state."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, SyncedBatchNorm):
+            synced = SyncedBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            synced.load_state_dict(child.state_dict())
+            setattr(module, name, synced.to(next(child.buffers(), torch.empty(0)).device))
+        else:
+            sync_batchnorm(child)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_CHILD = (
+    "import importlib, sys; module, name = sys.argv[1].split(':'); "
+    "getattr(importlib.import_module(module), name)(sys.argv[2])"
+)
+
+
+def spawn(target: str, world: int, payload: str) -> None:
+    """Run ``target(payload)`` (``"module:function"``) in ``world`` new Python processes, ranks
+    0..world-1 on localhost with one torch thread each, and wait for all of them.
+
+    Fresh interpreters (not fork, not multiprocessing's spawn, which re-imports the caller's
+    ``__main__``), like torchrun. A rank that fails stops the others and raises ``RuntimeError``
+    (its traceback is on stderr). On Ctrl-C every rank gets SIGINT and should stop where it is;
+    :class:`KeyboardInterrupt` is raised here once they have exited.
+    """
+    import sparsenet
+
+    package_root = str(Path(sparsenet.__file__).resolve().parents[1])
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    ranks = [
+        subprocess.Popen([sys.executable, "-c", _CHILD, target, payload], env=dict(env, RANK=str(r), LOCAL_RANK=str(r)))
+        for r in range(world)
+    ]
+    try:
+        while not any(process.poll() for process in ranks):
+            if all(process.poll() == 0 for process in ranks):
+                return
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        _stop(ranks, signal.SIGINT)
+        raise
+    _stop(ranks, signal.SIGTERM, grace=10.0)  # the others fail soon too, often with the first failure's cause
+    codes = ", ".join(f"rank {r}: {process.returncode}" for r, process in enumerate(ranks))
+    raise RuntimeError(f"a training process failed (exit codes {codes}); the errors are printed above")
+
+
+def _stop(ranks: list[subprocess.Popen], sig: int, grace: float = 30.0) -> None:
+    """Wait a moment for the ranks to exit, send ``sig`` to those still running, wait up to
+    ``grace`` seconds, then kill them."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and any(process.poll() is None for process in ranks):
+        time.sleep(0.1)
+    for process in ranks:
+        if process.poll() is None:
+            process.send_signal(sig)
+    deadline = time.monotonic() + grace
+    for process in ranks:
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

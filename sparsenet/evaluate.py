@@ -1,0 +1,139 @@
+"""Networks from configs and checkpoints, and their test error: ``sparsenet eval``.
+
+``evaluate("runs/assamese-vgg/best.pt", "data/assamese")`` rebuilds the network recorded in
+the checkpoint, runs it (eval mode, no augmentation) over the test split and returns the
+top-1 and top-5 error, the loss, per-class errors, and writes a confusion-matrix PNG. The
+helpers here (:func:`build_network`, :func:`loader`, :func:`tally`) are the ones training uses.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sparsenet.augment import field_transform
+from sparsenet.batch import ShardDataset, collate
+from sparsenet.checkpoint import Checkpoint, check_data, class_names, load, load_weights, resolve
+from sparsenet.config import TEST_SPLIT, TrainConfig
+from sparsenet.metrics import Tally, plot_confusion
+from sparsenet.shards import ShardReader
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` -> CUDA if available else CPU; ``"cuda"`` without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device cuda requested but no CUDA device is available; use --device cpu or auto")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device(name)
+
+
+def _shape(size: int | Sequence[int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+
+
+def build_network(config: TrainConfig, data: dict[str, Any]) -> tuple[torch.nn.Module, tuple[int, int]]:
+    """(network, its input field (H, W)) for ``config.model`` on data described by ``data`` (see ``data_info``)."""
+    from sparsenet import models
+
+    kwargs = {"num_classes": data["num_classes"], "in_channels": len(data["feature_names"]), **config.model_kwargs}
+    network = models.build(config.model, **kwargs)
+    return network, _shape(network.input_size())
+
+
+def dataset(reader: ShardReader, network_field: tuple[int, int], augment: str = "none", seed: int = 0) -> ShardDataset:
+    """The samples of ``reader`` placed into ``network_field`` (and augmented)."""
+    meta = reader.meta
+    return ShardDataset(reader, field_transform(meta.spatial_shape, network_field, meta.feature_names, augment), seed=seed)
+
+
+def loader(data: ShardDataset, batches: Sequence[Sequence[int]], workers: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader yielding one :class:`~sparsenet.batch.SparseBatch` per index list of ``batches``."""
+    return torch.utils.data.DataLoader(
+        data,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=partial(collate, spatial_shape=data.transform.field),
+    )
+
+
+def in_batches(indices: Sequence[int], size: int) -> list[list[int]]:
+    """``indices`` cut into consecutive lists of ``size`` (the last may be shorter)."""
+    indices = list(indices)
+    return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+
+def inputs(network: torch.nn.Module, batch) -> tuple:
+    """The positional arguments ``network`` takes for ``batch`` (by its ``input_kind``)."""
+    value = batch.as_input(network.input_kind)
+    return value if isinstance(value, tuple) else (value,)
+
+
+@torch.no_grad()
+def tally(network: torch.nn.Module, batches: torch.utils.data.DataLoader, device: torch.device, num_classes: int) -> Tally:
+    """Loss and hits of ``network`` (in eval mode) over every batch of ``batches``."""
+    was_training = network.training
+    network.eval()
+    totals = Tally(num_classes)
+    for batch in batches:
+        batch = batch.to(device)
+        logits = network(*inputs(network, batch))
+        totals.add(logits, batch.labels, F.cross_entropy(logits, batch.labels, reduction="sum").item())
+    network.train(was_training)
+    return totals
+
+
+def load_network(checkpoint: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, tuple[int, int], Checkpoint]:
+    """(network with the checkpoint's weights, in eval mode on ``device``, its field, the checkpoint)."""
+    ckpt = load(resolve(checkpoint))
+    network, field = build_network(ckpt.config, ckpt.data)
+    load_weights(network, ckpt.model, ckpt.path, ckpt.config.model)
+    return network.to(device).eval(), field, ckpt
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    *,
+    device: str = "auto",
+    batch_size: int | None = None,
+    confusion_png: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Test error of a checkpoint (a file, or a run folder: its best.pt).
+
+    ``data`` is a dataset folder (its ``test`` split is used) or a split folder; by default
+    the one the run trained on. The confusion matrix goes to ``confusion_png`` (default:
+    ``confusion.png`` beside the checkpoint). Returns plain values: ``top1_error`` and
+    ``top5_error`` (fractions), ``loss``, ``samples``, ``per_class_error`` {class: fraction},
+    ``checkpoint``, ``data``, ``epoch``, ``confusion_png``.
+    """
+    dev = resolve_device(device)
+    network, field, ckpt = load_network(checkpoint, dev)
+    path = Path(data if data is not None else ckpt.config.data)
+    split = path / TEST_SPLIT if (path / TEST_SPLIT).is_dir() else path
+    test = dataset(ShardReader(split), field)
+    check_data(ckpt.data, test.reader.meta, ckpt.path, split)
+    batches = in_batches(range(len(test)), batch_size or ckpt.config.eval_batch_size)
+    totals = tally(network, loader(test, batches), dev, ckpt.data["num_classes"])
+    names = class_names(ckpt.data)
+    png = Path(confusion_png) if confusion_png is not None else ckpt.path.with_name("confusion.png")
+    plot_confusion(totals.confusion, png, names, title=f"{ckpt.config.model} on {split} (epoch {ckpt.epoch})")
+    return {
+        "checkpoint": str(ckpt.path),
+        "data": str(split),
+        "epoch": ckpt.epoch,
+        "samples": totals.count,
+        "top1_error": totals.top1_error,
+        "top5_error": totals.top5_error,
+        "loss": totals.loss,
+        "per_class_error": {name: (None if np.isnan(e) else float(e)) for name, e in zip(names, totals.per_class_error())},
+        "confusion_png": str(png),
+    }

@@ -1,0 +1,328 @@
+"""The training loop: ``train(config) -> run_dir`` and ``resume(run_dir) -> run_dir``.
+
+One run folder holds ``config.json`` (config, data, versions), ``metrics.jsonl`` (one row per
+epoch), ``curves.png``, ``confusion.png`` (test set, best epoch so far), ``checkpoint.pt``
+(after every epoch, the initial weights as epoch 0) and ``best.pt`` (lowest test error).
+
+Resume and determinism
+    Everything random in epoch e is derived from ``(seed, e)``: the sample order
+    (``numpy.random.default_rng((seed, e))``), each sample's augmentation (``(seed, e, index)``,
+    see :class:`~sparsenet.batch.ShardDataset`) and torch's generator for dropout (reseeded at
+    every epoch from ``(seed, e, rank)``). A checkpoint after epoch e therefore holds all the
+    state there is (weights, BatchNorm statistics, optimizer moments; the learning rate is a
+    function of e), and ``resume`` after a kill at any moment repeats the lost epoch exactly.
+    Files are replaced atomically (temporary file + ``os.replace``), the checkpoint first;
+    metrics.jsonl is rewritten from the checkpoint's history, so it never holds an epoch the
+    checkpoint lacks. On the CPU with the same thread count and library versions a resumed run
+    is bit-identical to an uninterrupted one (``tests/test_train.py`` checks it). Sources of
+    nondeterminism left: a different torch thread count or CPU (BLAS blocking changes float
+    rounding), CUDA kernels (scatter-adds with atomics in spconv and torch), and the process
+    count: ``--procs N`` splits each batch, so float sums are added in another order.
+
+Data parallelism
+    Under ``torchrun`` or with ``procs > 1`` every rank takes its share of each global batch
+    (:mod:`sparsenet.distributed`); rank 0 alone writes files. ``procs`` and ``device`` may
+    change on resume; the global batch, and so the result up to float rounding, do not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sparsenet import distributed
+from sparsenet.batch import ShardDataset
+from sparsenet.checkpoint import (
+    BEST,
+    CHECKPOINT,
+    Checkpoint,
+    check_data,
+    class_names,
+    data_info,
+    load,
+    load_weights,
+    save_atomic,
+    versions,
+)
+from sparsenet.config import TEST_SPLIT, TRAIN_SPLIT, TrainConfig, split_reader
+from sparsenet.distributed import Rank
+from sparsenet.evaluate import build_network, dataset, in_batches, inputs, loader, resolve_device, tally
+from sparsenet.metrics import Tally, plot_confusion, plot_curves
+from sparsenet.shards import ShardError
+
+CONFIG_JSON, METRICS, CURVES, CONFUSION = "config.json", "metrics.jsonl", "curves.png", "confusion.png"
+RESUMABLE = ("epochs", "procs", "device", "loader_workers")  # may change on resume
+TIMING_KEYS = ("seconds", "train_seconds", "samples_per_s", "profile")  # differ between identical runs
+
+
+def lr_at(config: TrainConfig, epoch: int) -> float:
+    """Learning rate during ``epoch`` (0-based): exp is Graham's lr·exp(−d·epoch)."""
+    if config.lr_schedule == "exp":
+        return config.lr * math.exp(-config.lr_decay * epoch)
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
+    return config.lr
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay)
+    nesterov = config.nesterov and config.momentum > 0
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=nesterov, weight_decay=config.weight_decay)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The global batches of ``epoch``: a permutation of ``range(n)`` from ``(seed, epoch)``, cut into
+    ``batch_size`` pieces; an incomplete last piece is dropped unless it is the only one."""
+    order = np.random.default_rng((seed, epoch)).permutation(n).tolist()
+    full = n // batch_size * batch_size
+    return in_batches(order[: full or n], batch_size)
+
+
+def _torch_seed(*key: int) -> int:
+    return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+
+
+class _Stopwatch:
+    """Seconds spent per stage: ``lap(stage)`` books the time since the previous lap."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``run_dir`` holds the last finished epoch, ready for :func:`resume`."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"training interrupted; resume from {run_dir}")
+        self.run_dir = run_dir
+
+
+def train(config: TrainConfig) -> Path:
+    """Train a new run in ``config.out``; returns the run folder. See the module docstring."""
+    if (config.run_dir / CHECKPOINT).exists():
+        raise ValueError(
+            f"{config.run_dir} already holds a run; continue it with --resume {config.run_dir} or choose another --out"
+        )
+    return _launch(config, resume=False)
+
+
+def resume(run_dir: str | Path, **changes: Any) -> Path:
+    """Continue the run in ``run_dir`` from its checkpoint; ``changes`` may set only :data:`RESUMABLE` fields."""
+    run_dir = Path(run_dir)
+    refused = sorted(set(changes) - set(RESUMABLE))
+    if refused:
+        raise ValueError(f"cannot change {', '.join(refused)} when resuming; only {', '.join(RESUMABLE)} may change")
+    ckpt = load(run_dir / CHECKPOINT)
+    config = ckpt.config.replace(out=str(run_dir), **{k: v for k, v in changes.items() if v is not None})
+    if config.epochs < ckpt.epoch:
+        raise ValueError(f"{ckpt.path} is already at epoch {ckpt.epoch}; --epochs {config.epochs} would undo training")
+    return _launch(config, resume=True)
+
+
+def _launch(config: TrainConfig, resume: bool) -> Path:
+    rank = Rank.from_env()
+    procs = distributed.resolve_procs(config.procs, resolve_device(config.device), config.batch_size) if rank.world == 1 else 1
+    try:
+        if procs > 1:
+            _setup(config, Rank())  # report bad data or models here, not from a child
+            payload = {"config": config.to_dict(), "resume": resume, "command": sys.argv}
+            distributed.spawn("sparsenet.train:run_rank", procs, json.dumps(payload))
+        else:
+            _run(config, rank, resume, sys.argv)
+    except KeyboardInterrupt:
+        raise Interrupted(config.run_dir) from None
+    return config.run_dir
+
+
+def run_rank(payload: str) -> torch.nn.Module:
+    """Entry point of a rank started by :func:`sparsenet.distributed.spawn`: ``payload`` is
+    ``{"config": {...}, "resume": bool, "command": [...]}`` as JSON. Returns this rank's trained network; exits
+    quietly with status 130 on Ctrl-C."""
+    torch.set_num_threads(1)
+    values = json.loads(payload)
+    try:
+        return _run(TrainConfig.from_dict(values["config"]), Rank.from_env(), values["resume"], values["command"])
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _setup(config: TrainConfig, rank: Rank) -> tuple[torch.device, torch.nn.Module, ShardDataset, ShardDataset]:
+    """(device, network, train dataset, test dataset) after checking data and network fit."""
+    device = resolve_device(config.device, rank.local_rank)
+    train_reader, test_reader = (split_reader(config.data, split) for split in (TRAIN_SPLIT, TEST_SPLIT))
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    network, field = build_network(config, data_info(train_reader.meta))
+    if not train_reader.meta.compatible(test_reader.meta):
+        problem = f"does not match {train_reader.files[0]} (spatial shape, classes or features differ)"
+        raise ShardError(test_reader.files[0], problem)
+    train_set = dataset(train_reader, field, config.augment, config.seed)
+    return device, network, train_set, dataset(test_reader, field)
+
+
+def _run(config: TrainConfig, rank: Rank, resume: bool, command: list[str]) -> torch.nn.Module:
+    """Train on this rank (see the module docstring); ``command`` (the command line) goes into
+    config.json. Returns the bare network."""
+    device, network, train_set, test_set = _setup(config, rank)
+    distributed.init(rank, device)
+    run_dir = config.run_dir
+    meta = data_info(train_set.reader.meta)
+    if resume:
+        state = load(run_dir / CHECKPOINT)
+        check_data(state.data, train_set.reader.meta, state.path, config.data)
+        load_weights(network, state.model, state.path, config.model)
+    else:
+        state = Checkpoint(run_dir / CHECKPOINT, config, meta, 0, {}, {}, [], math.inf, versions())
+    if rank.world > 1:
+        distributed.sync_batchnorm(network)
+    network.to(device)
+    optimizer = make_optimizer(config, network.parameters())
+    if resume:
+        optimizer.load_state_dict(state.optimizer)
+    model = network
+    if rank.world > 1:
+        device_ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+    state.config = config
+    if rank.main:
+        _start_files(state, network, optimizer, resume, command)
+    test_batches = in_batches(distributed.share(range(len(test_set)), rank.rank, rank.world), config.eval_batch_size)
+    try:
+        for epoch in range(state.epoch, config.epochs):
+            row, test = _epoch(config, rank, model, network, optimizer, train_set, test_set, test_batches, epoch, device)
+            state.history.append(row)
+            state.epoch = epoch + 1
+            if rank.main:
+                _finish_epoch(state, network, optimizer, test, row)
+        if rank.world > 1:
+            torch.distributed.barrier()
+    finally:
+        distributed.shutdown()
+    return network
+
+
+def _epoch(config, rank, model, network, optimizer, train_set, test_set, test_batches, epoch, device) -> tuple[dict, Tally]:
+    """Train one epoch and test; returns (metrics row, test tally summed over ranks)."""
+    lr = lr_at(config, epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    torch.manual_seed(_torch_seed(config.seed, epoch, rank.rank))
+    train_set.set_epoch(epoch)
+    batches = epoch_batches(len(train_set), config.batch_size, config.seed, epoch)
+    start = time.perf_counter()
+    desc = f"epoch {epoch + 1}/{config.epochs}"
+    train, profile = _train_epoch(model, optimizer, train_set, batches, rank, device, config.loader_workers, desc)
+    train_seconds = time.perf_counter() - start
+    k = test_set.reader.meta.num_classes
+    test = tally(network, loader(test_set, test_batches, config.loader_workers), device, k)
+    train, test = (Tally.from_vector(k, distributed.all_sum(t.to_vector())) for t in (train, test))
+    samples = sum(len(b) for b in batches)
+    row = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": train.loss,
+        "train_error": train.top1_error,
+        "test_loss": test.loss,
+        "test_error": test.top1_error,
+        "test_top5_error": test.top5_error,
+        "seconds": time.perf_counter() - start,
+        "train_seconds": train_seconds,
+        "samples_per_s": samples / train_seconds,
+        "procs": rank.world,
+        "profile": profile,
+    }
+    if rank.main:
+        _log(
+            f"epoch {epoch + 1}/{config.epochs}  lr {lr:.4g}  train loss {train.loss:.4f} error {100 * train.top1_error:.2f}%  "
+            f"test loss {test.loss:.4f} error {100 * test.top1_error:.2f}% (top-5 {100 * test.top5_error:.2f}%)  "
+            f"{row['seconds']:.1f}s  {row['samples_per_s']:.0f} samples/s"
+        )
+    return row, test
+
+
+def _train_epoch(model, optimizer, train_set, batches, rank: Rank, device, workers: int, desc: str) -> tuple[Tally, dict]:
+    """One pass over this rank's share of ``batches``; returns (train tally, seconds per stage)."""
+    from tqdm import tqdm
+
+    model.train()
+    network = model.module if hasattr(model, "module") else model
+    totals = Tally(train_set.reader.meta.num_classes)
+    watch = _Stopwatch()
+    shares = [distributed.share(batch, rank.rank, rank.world) for batch in batches]
+    bar = tqdm(total=len(batches), desc=desc, leave=False, disable=not (rank.main and sys.stderr.isatty()))
+    for batch, global_size in zip(loader(train_set, shares, workers), map(len, batches)):
+        batch = batch.to(device)
+        watch.lap("data")  # load, augment, collate (waiting for them, with loader workers)
+        logits = model(*inputs(network, batch))
+        loss_sum = F.cross_entropy(logits, batch.labels, reduction="sum")
+        watch.lap("forward")
+        optimizer.zero_grad(set_to_none=True)
+        (loss_sum * (rank.world / global_size)).backward()  # DDP averages over ranks: the global-batch mean
+        watch.lap("backward")
+        optimizer.step()
+        totals.add(logits, batch.labels, loss_sum.item())
+        watch.lap("step")
+        bar.update()
+        bar.set_postfix(loss=f"{loss_sum.item() / len(batch.labels):.3f}", refresh=False)
+    bar.close()
+    return totals, watch.seconds
+
+
+def _save_state(state: Checkpoint, network, optimizer, name: str) -> None:
+    state.model = network.state_dict()
+    state.optimizer = optimizer.state_dict()
+    state.versions = versions()
+    state.save(state.config.run_dir / name)
+
+
+def _write_text(path: Path, text: str) -> None:
+    save_atomic(path, lambda f: f.write(text), mode="w")
+
+
+def _write_metrics(state: Checkpoint) -> None:
+    """metrics.jsonl from the checkpoint's history, and the curves."""
+    run_dir = state.config.run_dir
+    _write_text(run_dir / METRICS, "".join(json.dumps(row) + "\n" for row in state.history))
+    if state.history:
+        plot_curves(state.history, run_dir / CURVES)
+
+
+def _start_files(state: Checkpoint, network, optimizer, resume: bool, command: list[str]) -> None:
+    """config.json, and the epoch-0 checkpoint of a new run or metrics.jsonl matching a resumed one."""
+    run_dir = state.config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {"config": state.config.to_dict(), "data": state.data, "versions": versions(), "command": command}
+    _write_text(run_dir / CONFIG_JSON, json.dumps(record, indent=1) + "\n")
+    if not resume:
+        _save_state(state, network, optimizer, CHECKPOINT)
+    _write_metrics(state)
+
+
+def _finish_epoch(state: Checkpoint, network, optimizer, test: Tally, row: dict) -> None:
+    """Write best.pt and confusion.png (if the test error improved), checkpoint.pt, metrics and curves."""
+    run_dir = state.config.run_dir
+    if row["test_error"] < state.best_error:
+        state.best_error = row["test_error"]
+        _save_state(state, network, optimizer, BEST)
+        title = f"{state.config.model}, test, epoch {row['epoch']}"
+        plot_confusion(test.confusion, run_dir / CONFUSION, class_names(state.data), title=title)
+    _save_state(state, network, optimizer, CHECKPOINT)
+    _write_metrics(state)

@@ -1,0 +1,157 @@
+"""sparsenet.augment: affine moves of sparse sites, merged duplicates, turned pen directions."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sparsenet.augment import (
+    AUGMENTATIONS,
+    RandomAffine,
+    RandomShift,
+    apply_affine,
+    direction_pairs,
+    field_transform,
+)
+from sparsenet.shards import Sample
+
+FEATURES = ("dx", "dy", "ink")  # the Assamese "direction" encoding
+DIRECTIONS = direction_pairs(FEATURES)
+
+
+def stroke(start: tuple[int, int], step: tuple[int, int], length: int) -> Sample:
+    """A straight pen stroke of ``length`` sites from ``start`` (y, x) along ``step``, with direction features."""
+    coords = np.array([(start[0] + i * step[0], start[1] + i * step[1]) for i in range(length)], dtype=np.int32)
+    unit = np.array(step, dtype=np.float64) / np.hypot(*step)
+    features = np.tile([unit[1], unit[0], 1.0], (length, 1)).astype(np.float32)
+    return Sample(coords, features, 0, "stroke")
+
+
+def rotation(alpha: float) -> np.ndarray:
+    return np.array([[math.cos(alpha), -math.sin(alpha)], [math.sin(alpha), math.cos(alpha)]])
+
+
+def components(coords: np.ndarray) -> int:
+    """Number of 8-connected components of a set of sites."""
+    todo, count = {tuple(c) for c in coords.tolist()}, 0
+    while todo:
+        count += 1
+        stack = [todo.pop()]
+        while stack:
+            y, x = stack.pop()
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    if (y + dy, x + dx) in todo:
+                        todo.remove((y + dy, x + dx))
+                        stack.append((y + dy, x + dx))
+    return count
+
+
+def test_direction_pairs_match_y_and_x_names():
+    assert direction_pairs(FEATURES) == ((1, 0),)
+    assert direction_pairs(("ink",)) == ()
+    assert direction_pairs(("ink", "dir_y", "dir_x", "y")) == ((1, 2),)
+
+
+def test_identity_keeps_the_sample():
+    sample = stroke((5, 3), (1, 1), 8)
+    out = apply_affine(sample, np.eye(2), np.zeros(2), (20, 20), DIRECTIONS)
+    assert sorted(map(tuple, out.coords.tolist())) == sorted(map(tuple, sample.coords.tolist()))
+    np.testing.assert_allclose(out.features, sample.features, atol=1e-6)
+
+
+def test_shift_moves_by_whole_cells_and_stays_inside():
+    sample = stroke((1, 4), (0, 1), 5)  # row 1, columns 4..8, on a 10x10 field
+    out = apply_affine(sample, np.eye(2), np.array([2.0, -3.0]), (10, 10))
+    np.testing.assert_array_equal(np.sort(out.coords[:, 1]), [1, 2, 3, 4, 5])
+    assert set(out.coords[:, 0]) == {3}
+    clamped = apply_affine(sample, np.eye(2), np.array([-2.0, 2.0]), (10, 10))  # would leave at the top and right
+    assert set(clamped.coords[:, 0]) == {0} and clamped.coords[:, 1].max() == 9 and len(clamped.coords) == 5
+
+
+def test_rotation_turns_sites_and_directions_together():
+    sample = stroke((10, 6), (0, 1), 9)  # horizontal, pen moving towards +x
+    out = apply_affine(sample, rotation(math.pi / 2), np.zeros(2), (30, 30), DIRECTIONS)
+    assert len(set(out.coords[:, 1])) == 1 and len(out.coords) == 9  # now vertical
+    # p -> A p maps +x to -y: the pen now moves upwards, and the features must say so.
+    np.testing.assert_allclose(out.features[:, 1], -1.0, atol=1e-6)  # dy
+    np.testing.assert_allclose(out.features[:, 0], 0.0, atol=1e-6)  # dx
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_affine_directions_follow_the_moved_stroke(seed):
+    sample = stroke((12, 10), (1, 2), 10)  # a slanted stroke in the middle of a 40x40 field
+    a, _ = RandomAffine(translate=0).draw(np.random.default_rng(seed))
+    out = apply_affine(sample, a, np.zeros(2), (40, 40), DIRECTIONS)
+    moved = (sample.coords[[0, -1]] + 0.5 - (sample.coords.min(0) + sample.coords.max(0) + 1) / 2) @ a.T
+    along = moved[1] - moved[0]  # (y, x) from the first to the last pen position
+    direction = out.features[:, [1, 0]]  # (dy, dx) of every site
+    cosine = direction @ along / np.linalg.norm(along) / np.linalg.norm(direction, axis=1)
+    assert (cosine > 0.999).all()
+    np.testing.assert_allclose(np.linalg.norm(direction, axis=1), 1.0, atol=1e-5)
+
+
+def test_enlarging_leaves_no_holes():
+    sample = stroke((8, 8), (1, 1), 10)
+    out = apply_affine(sample, 1.6 * np.eye(2), np.zeros(2), (40, 40), DIRECTIONS)
+    assert components(out.coords) == 1
+    assert len(out.coords) >= 16
+
+
+def test_shrinking_merges_duplicate_sites():
+    sample = stroke((4, 4), (0, 1), 12)
+    out = apply_affine(sample, 0.5 * np.eye(2), np.zeros(2), (20, 20), DIRECTIONS)
+    assert len(np.unique(out.coords, axis=0)) == len(out.coords) <= 7
+    np.testing.assert_allclose(out.features[:, 2], 1.0)  # ink: the mean of ones
+    assert out.coords.dtype == np.int32 and out.features.dtype == np.float32
+
+
+def test_sample_larger_than_the_field_keeps_the_inside_part():
+    sample = stroke((2, 0), (0, 1), 10)
+    out = apply_affine(sample, 2.0 * np.eye(2), np.zeros(2), (10, 10))
+    assert len(out.coords) > 0
+    assert (out.coords >= 0).all() and (out.coords < 10).all()
+
+
+@pytest.mark.parametrize("name", ["affine", "shift"])
+def test_augmentation_is_a_function_of_the_generator(name):
+    sample = stroke((10, 10), (1, 1), 8)
+    transform = field_transform((32, 32), (32, 32), FEATURES, name)
+    first = transform(sample, np.random.default_rng(7))
+    again = transform(sample, np.random.default_rng(7))
+    np.testing.assert_array_equal(first.coords, again.coords)
+    np.testing.assert_array_equal(first.features, again.features)
+    draws = {transform(sample, np.random.default_rng(s)).coords.tobytes() for s in range(10)}
+    assert len(draws) > 3
+
+
+def test_shift_stays_within_two_cells():
+    sample = stroke((10, 10), (0, 1), 3)
+    shifts = set()
+    for seed in range(200):
+        a, t = RandomShift().draw(np.random.default_rng(seed))
+        np.testing.assert_array_equal(a, np.eye(2))
+        shifts.add(tuple(t))
+        out = apply_affine(sample, a, t, (28, 28))
+        np.testing.assert_array_equal(np.sort(out.coords, axis=0), np.sort(sample.coords + t.astype(np.int32), axis=0))
+    assert shifts == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}
+
+
+def test_field_transform_centres_and_refuses_what_does_not_fit():
+    sample = stroke((0, 0), (0, 1), 3)
+    placed = field_transform((28, 28), (96, 96), ("ink",))(sample)
+    np.testing.assert_array_equal(placed.coords[0], [34, 34])
+    assert field_transform((28, 28), (96, 96), ("ink",)).augmentation is AUGMENTATIONS["none"]
+    with pytest.raises(ValueError, match="40x40 field but the network takes 32x32"):
+        field_transform((40, 40), (32, 32), ("ink",))
+    with pytest.raises(ValueError, match="unknown augmentation 'flip'"):
+        field_transform((32, 32), (32, 32), ("ink",), "flip")
+
+
+@pytest.mark.parametrize("alpha", [0.2, math.pi / 4, 0.7])
+def test_turned_strokes_stay_thin_and_connected(alpha):
+    for step in ((0, 1), (1, 1), (1, -1)):
+        sample = stroke((20, 20), step, 20)
+        out = apply_affine(sample, rotation(alpha), np.zeros(2), (80, 80), DIRECTIONS)
+        assert components(out.coords) == 1, step
+        assert len(out.coords) <= 1.5 * 20, step  # a line, not a band

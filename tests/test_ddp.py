@@ -1,0 +1,104 @@
+"""Data-parallel training: 2 ranks over gloo on localhost against one process with the same global batch."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from synthetic import write_digit_shards
+
+from sparsenet import checkpoint as ckpt_io
+from sparsenet import distributed
+from sparsenet import train as training
+from sparsenet.config import TrainConfig
+
+# VGG-C (BatchNorm everywhere) on 12x12 digits placed in its 63x63 field; a batch of 13 splits 6 + 7.
+# Few steps: BatchNorm over a handful of samples amplifies float rounding from step to step.
+CONFIG = dict(model="vgg-plain", epochs=2, batch_size=13, lr=0.05, lr_decay=0.1, augment="shift", seed=5, eval_batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(two-rank run folder, one-process run folder), same data and config."""
+    root = tmp_path_factory.mktemp("ddp")
+    data = write_digit_shards(root / "data", train=26, test=10)
+    config = TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(root / "ddp"), procs=2))
+    config.run_dir.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", str(Path(__file__).parent))  # for ddp_rank
+        distributed.spawn("ddp_rank:main", 2, json.dumps({"config": config.to_dict(), "resume": False, "command": ["test"]}))
+    single = training.train(config.replace(out=str(root / "single"), procs=1))
+    return config.run_dir, single
+
+
+def test_ranks_hold_identical_parameters(runs):
+    ddp, _ = runs
+    rank0, rank1 = (torch.load(ddp / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    saved = ckpt_io.load(ddp / "checkpoint.pt").model  # written by rank 0 only
+    assert all(torch.equal(saved[key], rank0[key]) for key in rank0)
+
+
+def assert_close_runs(a: ckpt_io.Checkpoint, b: ckpt_io.Checkpoint) -> None:
+    for key, value in a.model.items():
+        torch.testing.assert_close(b.model[key], value, rtol=1e-4, atol=1e-5)
+    for row_a, row_b in zip(a.history, b.history, strict=True):
+        for key in ("train_loss", "test_loss", "train_error", "test_error", "lr"):
+            assert row_b[key] == pytest.approx(row_a[key], rel=1e-4, abs=1e-6), (row_a["epoch"], key)
+
+
+def test_two_ranks_match_one_process_with_the_same_global_batch(runs):
+    ddp, single = runs
+    two, one = ckpt_io.load(ddp / "checkpoint.pt"), ckpt_io.load(single / "checkpoint.pt")
+    assert [row["procs"] for row in two.history] == [2, 2] and [row["procs"] for row in one.history] == [1, 1]
+    assert any("running_var" in key for key in one.model)  # BatchNorm statistics are compared too
+    assert_close_runs(one, two)
+
+
+def test_a_two_rank_run_resumes_in_one_process(runs):
+    ddp, single = runs
+    training.resume(ddp, epochs=3, procs=1)
+    training.resume(single, epochs=3)
+    assert_close_runs(ckpt_io.load(single / "checkpoint.pt"), ckpt_io.load(ddp / "checkpoint.pt"))
+
+
+def test_share_splits_a_global_batch():
+    batch = list(range(7))
+    shares = [distributed.share(batch, r, 2) for r in range(2)]
+    assert shares == [[0, 1, 2], [3, 4, 5, 6]]
+    assert sum((distributed.share(batch, r, 3) for r in range(3)), []) == batch
+
+
+def default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default action, which a background parent may have switched off."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_stops_every_rank_and_leaves_a_resumable_run(tmp_path):
+    data = write_digit_shards(tmp_path / "data")
+    run = tmp_path / "run"
+    command = [sys.executable, "-c", "from sparsenet.cli import main; main()", "train", "--data", str(data), "--out", str(run),
+               "--model", "deepcnet", "--model-arg", "l=2", "--model-arg", "k=4", "--epochs", "1000", "--batch-size", "8",
+               "--procs", "2"]
+    process = subprocess.Popen(command, start_new_session=True, preexec_fn=default_sigint,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").is_file() or not (run / "metrics.jsonl").read_text():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1 and f"continue with `sparsenet train --resume {run}`" in stderr, stderr
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # no rank is left behind
+    done = ckpt_io.load(run / "checkpoint.pt").epoch
+    assert 1 <= done < 1000
+    training.resume(run, epochs=done + 1, procs=1)
+    assert ckpt_io.load(run / "checkpoint.pt").epoch == done + 1

@@ -1,0 +1,262 @@
+"""sparsenet.train / evaluate / predict end to end on tiny synthetic data: train -> checkpoint ->
+kill and resume (bit-identical to the uninterrupted run) -> eval -> predict; bad checkpoints."""
+
+import json
+import math
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from synthetic import digit_images, write_digit_shards, write_stroke_files
+
+from preprocess.assamese import convert
+from sparsenet import checkpoint as ckpt_io
+from sparsenet import train as training
+from sparsenet.batch import collate
+from sparsenet.checkpoint import CheckpointError
+from sparsenet.config import TrainConfig, for_dataset
+from sparsenet.evaluate import evaluate, inputs, load_network
+from sparsenet.predict import predict
+from sparsenet.shards import ShardReader
+
+EPOCHS = 3
+# DeepCNet(2, 8) on a 12x12 field, with dropout so that resuming must also restore torch's RNG stream.
+MODEL = {"model": "deepcnet", "model_kwargs": {"l": 2, "k": 8, "dropout": 0.2}}
+
+
+def config(data, out, **changes) -> TrainConfig:
+    values = dict(MODEL, data=str(data), out=str(out), epochs=EPOCHS, batch_size=6, lr=0.1, lr_decay=0.1,
+                  augment="affine", procs=1, eval_batch_size=5, seed=3)
+    return TrainConfig.from_dict({**values, **changes})
+
+
+def scored(history: list[dict]) -> list[dict]:
+    """metrics rows without their timings (which differ between identical runs)."""
+    return [{k: v for k, v in row.items() if k not in training.TIMING_KEYS} for row in history]
+
+
+@pytest.fixture(scope="module")
+def strokes(tmp_path_factory):
+    """An Assamese-format dataset: 12 writers x 3 classes of stroke files, converted by preprocess.assamese."""
+    root = tmp_path_factory.mktemp("strokes")
+    raw = write_stroke_files(root / "raw", writers=12)
+    convert(raw, root / "data", scale=8, field=12, train_writers=range(1, 10), test_writers=range(10, 13))
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(strokes):
+    """The uninterrupted run."""
+    return training.train(config(strokes / "data", strokes / "reference"))
+
+
+def test_run_leaves_config_metrics_plots_and_checkpoints(reference, strokes):
+    names = {p.name for p in reference.iterdir()}
+    assert {"config.json", "metrics.jsonl", "curves.png", "confusion.png", "checkpoint.pt", "best.pt"} <= names
+    assert not [n for n in names if ".tmp" in n]
+    rows = [json.loads(line) for line in (reference / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for key in ("train_loss", "train_error", "test_loss", "test_error", "test_top5_error", "lr", "seconds", "samples_per_s"):
+        assert all(isinstance(r[key], float) and math.isfinite(r[key]) for r in rows), key
+    assert rows[1]["lr"] == pytest.approx(0.1 * math.exp(-0.1))
+    assert set(rows[0]["profile"]) == {"data", "forward", "backward", "step"}
+    record = json.loads((reference / "config.json").read_text())
+    assert TrainConfig.from_dict(record["config"]) == config(strokes / "data", strokes / "reference")
+    assert {"torch", "spconv", "numpy", "python", "sparsenet"} <= set(record["versions"])
+    assert record["data"]["converter"] == "preprocess.assamese"
+    last, best = ckpt_io.load(reference / "checkpoint.pt"), ckpt_io.load(reference / "best.pt")
+    assert last.epoch == EPOCHS and scored(last.history) == scored(rows)
+    assert best.best_error == min(r["test_error"] for r in rows)
+    assert best.epoch == 1 + int(np.argmin([r["test_error"] for r in rows]))
+    for png in ("curves.png", "confusion.png"):
+        assert (reference / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_learns_the_synthetic_digits(tmp_path):
+    data = write_digit_shards(tmp_path / "digits")
+    run = training.train(config(data, tmp_path / "run", epochs=6, augment="shift", model_kwargs={"l": 2, "k": 8}))
+    rows = ckpt_io.load(run / "checkpoint.pt").history
+    assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
+    assert min(r["test_error"] for r in rows) < 0.3  # chance is 2/3
+
+
+class Killed(KeyboardInterrupt):
+    pass
+
+
+def kill_at(monkeypatch, target, name, calls: int) -> None:
+    """Make ``target.name`` raise :class:`Killed` on its ``calls``-th call (as a SIGINT would)."""
+    original, count = getattr(target, name), [0]
+
+    def wrapper(*args, **kwargs):
+        count[0] += 1
+        if count[0] == calls:
+            raise Killed
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, wrapper)
+
+
+def assert_same_run(run, reference) -> None:
+    resumed, uninterrupted = ckpt_io.load(run / "checkpoint.pt"), ckpt_io.load(reference / "checkpoint.pt")
+    assert scored(resumed.history) == scored(uninterrupted.history)
+    for key, value in uninterrupted.model.items():
+        assert torch.equal(resumed.model[key], value), key  # bit-identical on the CPU
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert scored(rows) == scored(uninterrupted.history)
+
+
+def test_resume_after_a_kill_in_mid_epoch_repeats_the_uninterrupted_run(strokes, reference, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    kill_at(monkeypatch, torch.optim.SGD, "step", 9)  # 4 steps per epoch: in the middle of epoch 3
+    with pytest.raises(training.Interrupted) as stop:
+        training.train(config(strokes / "data", run))
+    assert stop.value.run_dir == run
+    assert ckpt_io.load(run / "checkpoint.pt").epoch == 2
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="already holds a run"):
+        training.train(config(strokes / "data", run))
+    assert training.resume(run) == run
+    assert_same_run(run, reference)
+
+
+def test_resume_after_a_kill_between_checkpoint_and_metrics(strokes, reference, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    kill_at(monkeypatch, training, "_write_metrics", 3)  # calls: start, after epoch 1, after epoch 2
+    with pytest.raises(training.Interrupted):
+        training.train(config(strokes / "data", run))
+    assert ckpt_io.load(run / "checkpoint.pt").epoch == 2
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # behind the checkpoint
+    monkeypatch.undo()
+    training.resume(run)
+    assert_same_run(run, reference)
+
+
+def test_a_kill_before_the_first_epoch_ends_is_resumable(strokes, reference, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    kill_at(monkeypatch, torch.optim.SGD, "step", 2)
+    with pytest.raises(training.Interrupted):
+        training.train(config(strokes / "data", run))
+    assert ckpt_io.load(run / "checkpoint.pt").epoch == 0
+    monkeypatch.undo()
+    training.resume(run)
+    assert_same_run(run, reference)
+
+
+def test_resume_extends_and_refuses_other_changes(strokes, reference, tmp_path):
+    with pytest.raises(ValueError, match="cannot change lr"):
+        training.resume(reference, lr=0.5)
+    with pytest.raises(ValueError, match="already at epoch 3"):
+        training.resume(reference, epochs=2)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        training.resume(tmp_path)
+
+
+def test_evaluate_matches_the_training_metrics(reference, strokes):
+    best = ckpt_io.load(reference / "best.pt")
+    row = best.history[-1]
+    result = evaluate(reference, strokes / "data", confusion_png=strokes / "eval-confusion.png")
+    assert result["checkpoint"] == str(reference / "best.pt") and result["epoch"] == best.epoch
+    assert result["samples"] == 9
+    assert result["top1_error"] == pytest.approx(row["test_error"], abs=1e-12)
+    assert result["top5_error"] == 0.0  # 3 classes
+    assert result["loss"] == pytest.approx(row["test_loss"], rel=1e-6)
+    assert set(result["per_class_error"]) == {"C1", "C2", "C3"}
+    assert np.mean(list(result["per_class_error"].values())) == pytest.approx(result["top1_error"])
+    assert (strokes / "eval-confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_defaults_to_the_runs_data(reference, strokes):
+    assert evaluate(reference / "checkpoint.pt")["data"] == str(strokes / "data" / "test")
+
+
+def shard_probabilities(checkpoint, split, sample_id) -> torch.Tensor:
+    """The network's class probabilities for one shard sample, bypassing predict's raw-input path."""
+    network, field, ckpt = load_network(checkpoint, torch.device("cpu"))
+    reader = ShardReader(split)
+    sample = next(s for s in reader if s.sample_id == sample_id)
+    offset = ((field[0] - reader.meta.spatial_shape[0]) // 2, (field[1] - reader.meta.spatial_shape[1]) // 2)
+    sample = type(sample)(sample.coords + np.array(offset, dtype=np.int32), sample.features, sample.label)
+    with torch.no_grad():
+        return torch.softmax(network(*inputs(network, collate([sample], field))), 1)[0]
+
+
+def test_predict_stroke_files_as_the_shards_were_made(reference, strokes):
+    files = [strokes / "raw" / "W11" / "2.11.txt", strokes / "raw" / "W10" / "1.10.txt"]
+    results = predict(reference, files, top=5)
+    assert [r["input"] for r in results] == [str(f) for f in files]
+    for result, sample_id in zip(results, ("W11/2.11.txt", "W10/1.10.txt")):
+        assert len(result["top"]) == 3 and [g["name"] for g in result["top"]] != []
+        expected = shard_probabilities(reference, strokes / "data" / "test", sample_id)
+        got = {g["class"]: g["probability"] for g in result["top"]}
+        assert got == pytest.approx({k: float(p) for k, p in enumerate(expected)}, abs=1e-6)
+        assert [g["probability"] for g in result["top"]] == sorted(got.values(), reverse=True)
+
+
+def test_predict_images_like_mnist_shards(tmp_path):
+    data = write_digit_shards(tmp_path / "digits")
+    run = training.train(config(data, tmp_path / "run", epochs=1, augment="none", model_kwargs={"l": 2, "k": 4}))
+    images, _ = digit_images(24, seed=1)  # the test split's images
+    Image.fromarray(images[4]).save(tmp_path / "digit.png")
+    Image.fromarray(255 - images[4]).save(tmp_path / "paper.png")  # dark ink on white: inverted on reading
+    results = predict(run, [tmp_path / "digit.png", tmp_path / "paper.png"], top=2)
+    expected = shard_probabilities(run, data / "test", "test/4")
+    for result in results:
+        assert len(result["top"]) == 2
+        for guess in result["top"]:
+            assert guess["probability"] == pytest.approx(float(expected[guess["class"]]), abs=1e-6)
+    (tmp_path / "blank.png").write_bytes(b"")
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "blank.png")
+    with pytest.raises(ValueError, match="blank"):
+        predict(run, [tmp_path / "blank.png"])
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match="not an image file"):
+        predict(run, [tmp_path / "text.png"])
+
+
+def test_for_dataset_uses_the_dataset_defaults(strokes, tmp_path):
+    cfg = for_dataset(strokes / "data")
+    assert (cfg.model, cfg.augment, cfg.optimizer, cfg.out) == ("vgg", "affine", "sgd", "runs/assamese-vgg")
+    digits = write_digit_shards(tmp_path / "digits")
+    assert for_dataset(digits).model_kwargs == {"l": 5, "k": 10}
+    other = for_dataset(digits, tmp_path / "run", model="vgg-plain", epochs=2)
+    assert (other.model, other.model_kwargs, other.epochs, other.augment) == ("vgg-plain", {}, 2, "shift")
+    with pytest.raises(ValueError, match="unknown config key.*colour"):
+        TrainConfig.from_dict({**cfg.to_dict(), "colour": 1})
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p, good: p.unlink(), "no such checkpoint file"),
+        (lambda p, good: p.write_bytes(b"\0" * 64), "not a torch checkpoint"),
+        (lambda p, good: p.write_bytes(good[: len(good) // 2]), "not a torch checkpoint|corrupt or truncated"),
+        (lambda p, good: torch.save({"weights": torch.zeros(2)}, p), "not a sparsenet checkpoint"),
+        (lambda p, good: torch.save({"format": "sparsenet.checkpoint", "version": 99}, p), "version 99"),
+        (lambda p, good: torch.save({"format": "sparsenet.checkpoint", "version": 1, "model": {}}, p), "entries missing: config"),
+        (lambda p, good: torch.save({"format": "sparsenet.checkpoint", "evil": zipfile.ZipInfo("x")}, p), "refusing to load"),
+    ],
+    ids=["missing", "garbage", "truncated", "foreign", "version", "incomplete", "pickled-object"],
+)
+def test_bad_checkpoints_are_named_with_their_problem(reference, tmp_path, damage, message):
+    path = tmp_path / "bad.pt"
+    good = (reference / "best.pt").read_bytes()
+    path.write_bytes(good)
+    damage(path, good)
+    with pytest.raises(CheckpointError, match=message) as error:
+        evaluate(path)
+    assert str(path) in str(error.value)
+
+
+def test_checkpoints_that_do_not_fit_the_network_or_data(reference, strokes, tmp_path):
+    state = ckpt_io.load(reference / "best.pt")
+    state.config = state.config.replace(model_kwargs={"l": 2, "k": 4})
+    state.save(tmp_path / "narrow.pt")
+    with pytest.raises(CheckpointError, match="weights do not fit model 'deepcnet'"):
+        evaluate(tmp_path / "narrow.pt")
+    digits = write_digit_shards(tmp_path / "digits")
+    with pytest.raises(CheckpointError, match="was trained on data with feature_names"):
+        evaluate(reference / "best.pt", digits)
