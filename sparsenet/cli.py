@@ -1,20 +1,15 @@
-"""The ``sparsenet`` command line (click): ``preprocess``, ``inspect`` and the commands of ``sparsenet.commands``.
+"""The ``sparsenet`` command line (click), every command in this one file.
 
 Each command parses options and calls one library function; heavy imports (numpy, h5py,
 torch, matplotlib) happen inside commands so ``--help`` stays fast. Library errors
 (:data:`LIBRARY_ERRORS`) become one-line ``click.ClickException`` messages naming the file
 and the problem, never a traceback.
-
-Adding a command: create ``sparsenet/commands/<name>.py`` defining a click command called
-``command`` (decorate it with :func:`reports_errors`); :class:`SparsenetGroup` finds it as
-``sparsenet <name>`` without any change here.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import pkgutil
+import json
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -43,24 +38,7 @@ def reports_errors(func: Command) -> Command:
     return wrapper  # type: ignore[return-value]
 
 
-class SparsenetGroup(click.Group):
-    """A group that also lists the ``command`` of every module in ``sparsenet.commands``."""
-
-    def _plugins(self) -> list[str]:
-        import sparsenet.commands
-
-        return [m.name for m in pkgutil.iter_modules(sparsenet.commands.__path__) if not m.name.startswith("_")]
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.commands or name not in self._plugins():
-            return super().get_command(ctx, name)
-        return importlib.import_module(f"sparsenet.commands.{name}").command
-
-
-@click.group(cls=SparsenetGroup, context_settings=CONTEXT)
+@click.group(context_settings=CONTEXT)
 @click.version_option(package_name="sparsenet")
 def main() -> None:
     """Spatially-sparse CNNs on spconv, fed from coordinate/feature HDF5 shards.
@@ -195,3 +173,224 @@ def inspect(path, count, png) -> None:
         drawable = [s.path for s in splits if s.meta.compatible(splits[0].meta)]
         click.echo(f"drew {min(count, sum(s.samples for s in splits if s.path in drawable))} samples of "
                    f"{', '.join(map(str, drawable))} into {render_samples(drawable, count, png)}")
+
+
+class ModelChoice(click.Choice):
+    """``click.Choice(list_models())``, read on first use so that ``--help`` does not import torch."""
+
+    def __init__(self) -> None:  # no fixed choices: see the property
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from sparsenet.models import list_models
+
+        return tuple(list_models())
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "MODEL"
+
+
+class Procs(click.ParamType):
+    """``auto`` or a whole number of processes, at least 1."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx) -> int | str:
+        if value == "auto" or (isinstance(value, int) and value >= 1):
+            return value
+        if str(value).isdigit() and int(value) >= 1:
+            return int(value)
+        self.fail(f"{value!r} is neither 'auto' nor a whole number of processes >= 1", param, ctx)
+
+
+class KeyValue(click.ParamType):
+    """``KEY=VALUE``; VALUE is read as JSON when it parses (``l=5``, ``dropout=[0,0.5]``), else as text."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value, param, ctx) -> tuple[str, object]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, text = str(value).partition("=")
+        if not sep or not key.isidentifier():
+            self.fail(f"{value!r} is not KEY=VALUE with KEY a keyword of the model builder", param, ctx)
+        try:
+            return key, json.loads(text)
+        except json.JSONDecodeError:
+            return key, text
+
+
+@main.command("train", context_settings=CONTEXT, short_help="Train a network on shards; --resume continues a run.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Dataset folder with train/ and test/ shards.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder [default: runs/<dataset>-<model>].")
+@click.option("--model", type=ModelChoice(), help="Network (see sparsenet.models.list_models()) [default: per dataset].")
+@click.option("--model-arg", "model_args", type=KeyValue(), multiple=True,
+              help="Keyword for the model builder, e.g. l=5; repeatable.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training split.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (the same for any --procs).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), help="SGD with (Nesterov) momentum, or Adam.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate at epoch 0.")
+@click.option("--lr-schedule", type=click.Choice(["exp", "cosine", "constant"]),
+              help="exp: lr·exp(-d·epoch) (Graham); cosine; constant.")
+@click.option("--lr-decay", type=click.FloatRange(min=0), help="d of the exp schedule.")
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), help="SGD momentum (Adam: beta1).")
+@click.option("--nesterov/--no-nesterov", default=None, help="Nesterov momentum for SGD.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), help="L2 weight decay.")
+@click.option("--augment", type=click.Choice(["none", "affine", "shift"]),
+              help="Training augmentation: affine (strokes), shift (±2 px, MNIST), none.")
+@click.option("--seed", type=int, help="Seed of weights, sample order, augmentation and dropout.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
+              help="Where to train [default: auto = CUDA if present].")
+@click.option("--procs", type=Procs(),
+              help="Data-parallel processes: N, or auto = one per core (GPU), at most batch-size/16 [default: 1].")
+@click.option("--loader-workers", type=click.IntRange(min=0), help="DataLoader worker processes per training process.")
+@click.option("--eval-batch-size", type=click.IntRange(min=1), help="Batch size of the test-set evaluation.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from this config (a run's config.json repeats that run); other options override it.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Continue the run in this folder from its last checkpoint "
+                   "(only --epochs, --procs, --device, --loader-workers may change).")
+@reports_errors
+def train(data, out, model, model_args, config_file, resume, **options) -> None:
+    """Train a classifier on shards; metrics, plots and checkpoints go to the run folder.
+
+    Defaults come from the dataset (Assamese: sparse VGG with affine augmentation; MNIST:
+    DeepCNet(5, 10) with ±2-pixel shifts). Examples:
+
+    \b
+      sparsenet train --data data/assamese --out runs/assamese-vgg
+      sparsenet train --data data/mnist --model deepcnet --model-arg l=5 --model-arg k=10
+      sparsenet train --resume runs/assamese-vgg
+    """
+    from sparsenet import config as configs
+    from sparsenet import distributed, train
+
+    overrides = {k: v for k, v in dict(options, model=model).items() if v is not None}
+    if model_args:
+        overrides["model_kwargs"] = dict(model_args)
+    paths = {k: str(v) for k, v in (("data", data), ("out", out)) if v is not None}
+    try:
+        if resume is not None:
+            if config_file is not None:
+                raise click.UsageError("--resume continues a run with its own config; drop --config")
+            run_dir = train.resume(resume, **paths, **overrides)
+        elif config_file is not None:
+            run_dir = train.train(configs.from_file(config_file).replace(**paths, **overrides))
+        elif data is None:
+            raise click.UsageError("give --data DIR (or --config FILE, or --resume RUN_DIR)")
+        else:
+            run_dir = train.train(configs.for_dataset(data, out, **overrides))
+    except train.Interrupted as stop:
+        raise click.ClickException(
+            f"interrupted; the last finished epoch is saved: continue with `sparsenet train --resume {stop.run_dir}`"
+        ) from None
+    if distributed.Rank.from_env().main:  # under torchrun every rank runs this command
+        click.echo(f"run folder: {run_dir}")
+
+
+@main.command("eval", context_settings=CONTEXT, short_help="Test error of a checkpoint; --json for machines.")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A checkpoint file, or a run folder (its best.pt).")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Dataset folder (its test/ split) or a split folder [default: the run's data].")
+@click.option("--confusion", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the confusion-matrix PNG [default: confusion.png beside the checkpoint].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size [default: the run's].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to run.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (top1_error, top5_error, per_class_error, ...).")
+@reports_errors
+def evaluate(checkpoint, data, confusion, batch_size, device, as_json) -> None:
+    """Evaluate CHECKPOINT on the test split, without augmentation.
+
+    Prints the top-1 and top-5 test error, the error of every class that has one, and writes
+    the confusion matrix as a PNG.
+    """
+    from sparsenet.evaluate import evaluate
+
+    result = evaluate(checkpoint, data, device=device, batch_size=batch_size, confusion_png=confusion)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    click.echo(f"{result['checkpoint']} (epoch {result['epoch']}) on {result['data']}: {result['samples']} samples")
+    top1, top5 = 100 * result["top1_error"], 100 * result["top5_error"]
+    click.echo(f"test error: top-1 {top1:.2f}%   top-5 {top5:.2f}%   loss {result['loss']:.4f}")
+    errors = sorted(((e, name) for name, e in result["per_class_error"].items() if e is not None), reverse=True)
+    wrong = [(e, name) for e, name in errors if e > 0]
+    click.echo(f"per-class error ({len(wrong)} of {len(errors)} classes with errors, worst first):")
+    for e, name in wrong:
+        click.echo(f"  {name:>12}  {100 * e:6.2f}%")
+    if len(errors) < len(result["per_class_error"]):
+        click.echo(f"  ({len(result['per_class_error']) - len(errors)} classes have no test samples)")
+    click.echo(f"confusion matrix: {result['confusion_png']}")
+
+
+@main.command("predict", context_settings=CONTEXT, short_help="Classify raw stroke files or images; prints the top 5.")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A checkpoint file, or a run folder (its best.pt).")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many classes to print per input.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to run.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
+@reports_errors
+def predict(checkpoint, inputs, top, device, as_json) -> None:
+    """Classify INPUTS: stroke files in the Assamese dataset's format for an Assamese checkpoint,
+    image files (PNG, JPEG, ...) for an MNIST one. Prints the most probable classes."""
+    from sparsenet.predict import predict
+
+    results = predict(checkpoint, inputs, top=top, device=device)
+    if as_json:
+        click.echo(json.dumps(results, indent=1))
+        return
+    for result in results:
+        click.echo(result["input"])
+        for rank, guess in enumerate(result["top"], 1):
+            click.echo(f"  {rank}. {guess['name']:>12} (class {guess['class']:>3})  {100 * guess['probability']:6.2f}%")
+
+
+@main.command("report", context_settings=CONTEXT, short_help="Compare runs: a table and error-vs-sparsity plot.")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@reports_errors
+def report(root) -> None:
+    """Summarise every run folder below ROOT into ROOT/report.md, and for runs on masked data
+    (`sparsenet preprocess masked`) plot their final test error against sparsity (ROOT/sparsity.png)."""
+    from sparsenet.report import report
+
+    click.echo(report(root).read_text(), nl=False)
+
+
+@main.command(context_settings=CONTEXT, short_help="Draw the active sites of every layer for one sample (Graham's Figure 1).")
+@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A split folder (data/mnist/test) or shard file holding the sample.")
+@click.option("--index", type=click.IntRange(min=0), default=0, show_default=True, help="Which sample of --data.")
+@click.option("--model", "model_name", default="deepcnet", show_default=True, type=ModelChoice(),
+              help="A sparse network (input kind 'sparse').")
+@click.option("--model-arg", "model_args", type=KeyValue(), multiple=True,
+              help="Keyword for the model builder, e.g. l=5; repeatable.")
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=Path("activity.png"), show_default=True,
+              help="Where to write the picture.")
+@reports_errors
+def activity(data, index, model_name, model_args, png) -> None:
+    """Draw which sites are active after every layer of a sparse network for one sample.
+
+    Active sites depend only on the input and the layers, not on the weights, so the network
+    is built fresh (its input field taken from the network, the sample centred in it).
+    """
+    from sparsenet.activity import draw_activity
+    from sparsenet.batch import collate
+    from sparsenet.evaluate import dataset
+    from sparsenet.models import build
+    from sparsenet.shards import ShardReader
+
+    reader = ShardReader(data)
+    network = build(model_name, in_channels=len(reader.meta.feature_names), num_classes=reader.meta.num_classes,
+                    **dict(model_args))
+    if network.input_kind != "sparse":
+        raise click.UsageError(f"{model_name} takes {network.input_kind} input; activity needs a sparse network")
+    placed = dataset(reader, tuple(network.input_size()))
+    batch = collate([placed[index]], placed.transform.field)
+    for layer in draw_activity(network, batch.sparse(), png):
+        click.echo(f"{layer.name:>28}  {layer.spatial_shape[0]:>3}x{layer.spatial_shape[1]:<3}  {len(layer.sites):>5} active")
+    click.echo(f"wrote {png}")

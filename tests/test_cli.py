@@ -8,7 +8,6 @@ import click
 import pytest
 from click.testing import CliRunner
 
-import sparsenet.commands
 from sparsenet.cli import main
 from sparsenet.sources import ENV_VAR
 
@@ -93,11 +92,28 @@ def test_missing_raw_data_without_network(tmp_path, monkeypatch):
     assert "could not download" in result.output and "--source" in result.output and ENV_VAR in result.output
 
 
-def test_commands_package_extends_the_group(tmp_path, monkeypatch):
-    (tmp_path / "hello.py").write_text(
-        "import click\n\n@click.command()\ndef command():\n    'Say hello.'\n    click.echo('hello from a plugin')\n"
-    )
-    monkeypatch.setattr(sparsenet.commands, "__path__", [*sparsenet.commands.__path__, str(tmp_path)])
-    monkeypatch.setattr(sys, "path", [*sys.path])
-    assert "hello" in run("--help").output
-    assert run("hello").output == "hello from a plugin\n"
+def test_activity_draws_every_layer_of_deepcnet(tmp_path):
+    from sparsenet.shards import ShardMeta, ShardWriter
+    import numpy as np
+
+    meta = ShardMeta(spatial_shape=(24, 24), num_classes=2, feature_names=("ink",))
+    with ShardWriter(tmp_path / "split", meta) as writer:
+        writer.add(np.array([[3, 4], [10, 10], [11, 10]]), np.ones((3, 1)), 1, "a")
+    png = tmp_path / "a.png"
+    result = run("activity", "--data", tmp_path / "split", "--model-arg", "l=3", "--model-arg", "k=2", "--png", png)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    lines = [line.split()[-3:] for line in result.output.splitlines() if line.rstrip().endswith("active")]
+    assert lines[0] == ["24x24", "3", "active"]  # the three input sites, centred in the 24x24 field
+    assert lines[-1][:2] == ["1x1", "1"]  # DeepCNet(3, k) ends on a single site
+
+
+def test_activity_refuses_a_dense_network(tmp_path):
+    from sparsenet.shards import ShardMeta, ShardWriter
+    import numpy as np
+
+    meta = ShardMeta(spatial_shape=(24, 24), num_classes=2, feature_names=("ink",))
+    with ShardWriter(tmp_path / "split", meta) as writer:
+        writer.add(np.array([[3, 4]]), np.ones((1, 1)), 0, "a")
+    result = run("activity", "--data", tmp_path / "split", "--model", "deepcnet-dense", "--model-arg", "l=3")
+    assert result.exit_code != 0 and "needs a sparse network" in result.output

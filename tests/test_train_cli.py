@@ -120,7 +120,7 @@ def test_report_tables_runs_and_plots_sparsity(tmp_path):
 
 def test_option_choices_match_the_library():
     from sparsenet import config
-    from sparsenet.commands.train import command
+    from sparsenet.cli import train as command
 
     choices = {p.name: tuple(p.type.choices) for p in command.params if p.name in ("optimizer", "lr_schedule", "augment", "device")}
     assert {k: set(v) for k, v in choices.items()} == {
