@@ -74,3 +74,15 @@ sparsity-sweep: $(foreach s,$(SWEEP_SPARSITIES),$(DATA)/masked-mnist-$(s)/test/m
 	  $(call train-or-resume,$(DATA)/masked-mnist-$$s,$(RUNS)/sparsity-sweep/$$m-$$s,--model $$m $(SWEEP_ARGS)) || exit 1; \
 	done; done
 	$(SN) report $(RUNS)/sparsity-sweep
+
+# --- benchmarks (issue 5) ---------------------------------------------------------------
+# bench: the real run, a few minutes on 2 cores; nothing else should run meanwhile. Writes
+# docs/BENCHMARKS.md and docs/bench/ (plots, results.json); docs/bench/analysis.md is hand-written.
+# bench-quick: tiny synthetic data, seconds; checks that every case runs, its numbers mean nothing.
+.PHONY: bench bench-quick
+
+bench: $(DATA)/assamese/test/manifest.json $(DATA)/mnist/test/manifest.json
+	$(SN) bench --data $(DATA) --out docs/BENCHMARKS.md
+
+bench-quick: setup
+	$(SN) bench --quick --out $(RUNS)/bench-quick/BENCHMARKS.md

@@ -394,3 +394,40 @@ def activity(data, index, model_name, model_args, png) -> None:
     for layer in draw_activity(network, batch.sparse(), png):
         click.echo(f"{layer.name:>28}  {layer.spatial_shape[0]:>3}x{layer.spatial_shape[1]:<3}  {len(layer.sites):>5} active")
     click.echo(f"wrote {png}")
+
+
+@main.command(context_settings=CONTEXT, short_help="Time sparse vs dense nets, the pipeline and loading; write a report.")
+@click.option("--quick", is_flag=True,
+              help="Tiny synthetic data and few repeats (seconds, for CI): checks that every case runs, not how fast.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Markdown report; plots and results.json go to bench/ beside it "
+                   "[default: docs/BENCHMARKS.md; with --quick: runs/bench-quick/BENCHMARKS.md].")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=Path("data"), show_default=True,
+              help="Folder of the assamese/ and mnist/ shards; missing ones are converted there (unused with --quick).")
+@click.option("--raw", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder of the raw assamese/ and mnist/ datasets [default: $SPARSENET_RAW, else data/raw; never downloads].")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="torch threads for the training-step cases (preprocessing and loading always run on one).")
+@reports_errors
+def bench(quick, out, data, raw, threads) -> None:
+    """Measure sparse vs dense training steps, cost growth with active sites, pipeline overhead,
+    preprocessing and loading, and spconv's efficiency; write a markdown report with plots.
+
+    The numbers are only as good as the machine is idle: run nothing else meanwhile.
+    """
+    import os
+
+    from sparsenet.bench import run_bench
+    from sparsenet.bench_data import Workspace
+    from sparsenet.sources import ENV_VAR
+
+    out = out or Path("runs/bench-quick/BENCHMARKS.md" if quick else "docs/BENCHMARKS.md")
+    command = ["sparsenet", "bench", *["--quick"] * quick, "--out", str(out), "--threads", str(threads)]
+    if not quick:
+        command += ["--data", str(data)] + (["--raw", str(raw)] if raw else [])
+        if raw is None and os.environ.get(ENV_VAR):
+            command.insert(0, f"{ENV_VAR}={os.environ[ENV_VAR]}")
+    workspace = None if quick else Workspace(data, raw)
+    run_bench(out, workspace, quick=quick, threads=threads, command=" ".join(command),
+              log=lambda message: click.echo(message, err=True))
+    click.echo(f"wrote {out} and {out.parent / 'bench'}/")
