@@ -297,7 +297,7 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Dataset folder (its test/ split) or a split folder [default: the run's data].")
 @click.option("--confusion", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the confusion-matrix PNG [default: confusion.png beside the checkpoint].")
+              help="Where to write the confusion-matrix PNG [default: eval-<checkpoint stem>-confusion.png beside the checkpoint].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size [default: the run's].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to run.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (top1_error, top5_error, per_class_error, ...).")

@@ -111,7 +111,8 @@ def evaluate(
 
     ``data`` is a dataset folder (its ``test`` split is used) or a split folder; by default
     the one the run trained on. The confusion matrix goes to ``confusion_png`` (default:
-    ``confusion.png`` beside the checkpoint). Returns plain values: ``top1_error`` and
+    ``eval-<checkpoint stem>-confusion.png`` beside the checkpoint, so the run's own
+    ``confusion.png`` is kept). Returns plain values: ``top1_error`` and
     ``top5_error`` (fractions), ``loss``, ``samples``, ``per_class_error`` {class: fraction},
     ``checkpoint``, ``data``, ``epoch``, ``confusion_png``.
     """
@@ -119,12 +120,13 @@ def evaluate(
     network, field, ckpt = load_network(checkpoint, dev)
     path = Path(data if data is not None else ckpt.config.data)
     split = path / TEST_SPLIT if (path / TEST_SPLIT).is_dir() else path
-    test = dataset(ShardReader(split), field)
-    check_data(ckpt.data, test.reader.meta, ckpt.path, split)
+    reader = ShardReader(split)
+    check_data(ckpt.data, reader.meta, ckpt.path, split)
+    test = dataset(reader, field)
     batches = in_batches(range(len(test)), batch_size or ckpt.config.eval_batch_size)
     totals = tally(network, loader(test, batches), dev, ckpt.data["num_classes"])
     names = class_names(ckpt.data)
-    png = Path(confusion_png) if confusion_png is not None else ckpt.path.with_name("confusion.png")
+    png = Path(confusion_png) if confusion_png is not None else ckpt.path.with_name(f"eval-{ckpt.path.stem}-confusion.png")
     plot_confusion(totals.confusion, png, names, title=f"{ckpt.config.model} on {split} (epoch {ckpt.epoch})")
     return {
         "checkpoint": str(ckpt.path),

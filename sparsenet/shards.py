@@ -105,6 +105,9 @@ def check_sample(meta: ShardMeta, coords: np.ndarray, features: np.ndarray, labe
             f"coordinates outside the field {h}x{w}: y in [{coords[:, 0].min()}, "
             f"{coords[:, 0].max()}], x in [{coords[:, 1].min()}, {coords[:, 1].max()}]"
         )
+    keys = coords[:, 0].astype(np.int64) * w + coords[:, 1]
+    if len(np.unique(keys)) != len(keys):
+        raise ValueError("the same site appears twice (merge duplicate sites before writing; spconv needs unique sites)")
     if not np.isfinite(features).all():
         raise ValueError("features contain NaN or infinity")
     if not 0 <= int(label) < meta.num_classes:

@@ -133,6 +133,9 @@ def resume(run_dir: str | Path, **changes: Any) -> Path:
         raise ValueError(f"cannot change {', '.join(refused)} when resuming; only {', '.join(RESUMABLE)} may change")
     ckpt = load(run_dir / CHECKPOINT)
     config = ckpt.config.replace(out=str(run_dir), **{k: v for k, v in changes.items() if v is not None})
+    if config.lr_schedule == "cosine" and config.epochs != ckpt.config.epochs:
+        raise ValueError(f"{ckpt.path}: the cosine schedule is fitted to {ckpt.config.epochs} epochs; "
+                         "changing --epochs on resume would make the learning rate jump")
     if config.epochs < ckpt.epoch:
         raise ValueError(f"{ckpt.path} is already at epoch {ckpt.epoch}; --epochs {config.epochs} would undo training")
     return _launch(config, resume=True)
@@ -278,10 +281,11 @@ def _train_epoch(model, optimizer, train_set, batches, rank: Rank, device, worke
         (loss_sum * (rank.world / global_size)).backward()  # DDP averages over ranks: the global-batch mean
         watch.lap("backward")
         optimizer.step()
-        totals.add(logits, batch.labels, loss_sum.item())
+        loss_value = loss_sum.item()
+        totals.add(logits, batch.labels, loss_value)
         watch.lap("step")
         bar.update()
-        bar.set_postfix(loss=f"{loss_sum.item() / len(batch.labels):.3f}", refresh=False)
+        bar.set_postfix(loss=f"{loss_value / len(batch.labels):.3f}", refresh=False)
     bar.close()
     return totals, watch.seconds
 

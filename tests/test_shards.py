@@ -118,7 +118,8 @@ def test_writer_refuses_bad_samples(tmp_path):
             writer.add(np.array([[4, 0]]), np.zeros((1, 2)), 0, "s1")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
     with ShardWriter(tmp_path / "out", META) as writer:
-        for coords, problem in [(np.zeros((1, 2)), "integers"), (np.zeros((0, 2), np.int32), "at least one site")]:
+        for coords, problem in [(np.zeros((1, 2)), "integers"), (np.zeros((0, 2), np.int32), "at least one site"),
+                                (np.array([[1, 2], [1, 2]]), "same site appears twice")]:
             with pytest.raises(ValueError, match=problem):
                 writer.add(coords, np.zeros((len(coords), 2)), 0)
         with pytest.raises(ValueError, match=r"label 3 outside 0..2"):

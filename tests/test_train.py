@@ -260,3 +260,17 @@ def test_checkpoints_that_do_not_fit_the_network_or_data(reference, strokes, tmp
     digits = write_digit_shards(tmp_path / "digits")
     with pytest.raises(CheckpointError, match="was trained on data with feature_names"):
         evaluate(reference / "best.pt", digits)
+
+
+
+def test_cosine_runs_refuse_a_new_length_on_resume(strokes, tmp_path):
+    run = training.train(config(strokes / "data", tmp_path / "cosine", epochs=1, lr_schedule="cosine"))
+    with pytest.raises(ValueError, match="cosine schedule is fitted to 1 epochs"):
+        training.resume(run, epochs=2)
+
+
+def test_eval_keeps_the_runs_own_confusion_matrix(reference, strokes):
+    before = (reference / "confusion.png").read_bytes()
+    result = evaluate(reference / "checkpoint.pt", strokes / "data")
+    assert result["confusion_png"] == str(reference / "eval-checkpoint-confusion.png")
+    assert (reference / "confusion.png").read_bytes() == before
