@@ -28,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
+from sparsenet.shards import merge_sites
+
 _OCTO_ANGLES = np.arange(8) * (np.pi / 4)
 ENCODINGS: dict[str, tuple[str, ...]] = {
     "direction": ("dx", "dy", "ink"),
@@ -111,11 +113,7 @@ def rasterise(
             raise ValueError(f"stroke point ({bad[0]:.1f}, {bad[1]:.1f}) from the centre falls outside the "
                              f"{field}x{field} field; use a larger field or a smaller scale")
         sites, feats = sites[inside], feats[inside]
-    keys = sites[:, 1] * field + sites[:, 0]
-    unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    sums = np.stack([np.bincount(inverse, weights=c, minlength=len(unique)) for c in feats.T], axis=1)
-    coords = np.stack([unique // field, unique % field], axis=1).astype(np.int32)
-    return coords, (sums / counts[:, None]).astype(np.float32)
+    return merge_sites(sites[:, 1] * field + sites[:, 0], feats, field)
 
 
 def render(

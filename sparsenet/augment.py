@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sparsenet.shards import Sample
+from sparsenet.shards import Sample, merge_sites
 
 
 @dataclass(frozen=True)
@@ -83,15 +83,6 @@ def direction_pairs(feature_names: tuple[str, ...]) -> tuple[tuple[int, int], ..
         for i, name in enumerate(feature_names)
         if len(name) > 1 and name.endswith("y") and name[:-1] + "x" in index
     )
-
-
-def _merge(keys: np.ndarray, features: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sites with equal ``keys`` (y * width + x) become one, holding their mean features."""
-    unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    sums = np.zeros((len(unique), features.shape[1]), dtype=np.float64)
-    np.add.at(sums, inverse, features)
-    coords = np.stack([unique // width, unique % width], axis=1).astype(np.int32)
-    return coords, (sums / counts[:, None]).astype(np.float32)
 
 
 _FORWARD = ((0, 1), (1, 0), (1, 1), (1, -1))  # each neighbour pair of sites once
@@ -167,7 +158,7 @@ def apply_affine(
             norm = np.linalg.norm(turned, axis=1, keepdims=True)
             length = np.linalg.norm(v, axis=1, keepdims=True)
             features[:, [iy, ix]] = turned * np.divide(length, norm, out=np.zeros_like(norm), where=norm > 0)
-    coords, merged = _merge(cells[:, 0] * field[1] + cells[:, 1], features, field[1])
+    coords, merged = merge_sites(cells[:, 0] * field[1] + cells[:, 1], features, field[1])
     return replace(sample, coords=coords, features=merged)
 
 

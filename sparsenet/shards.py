@@ -114,6 +114,18 @@ def check_sample(meta: ShardMeta, coords: np.ndarray, features: np.ndarray, labe
         raise ValueError(f"label {label} outside 0..{meta.num_classes - 1}")
 
 
+def merge_sites(keys: np.ndarray, features: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sites with equal ``keys`` (y * width + x) become one holding their mean features.
+
+    Returns coords int32 [m, 2] (y, x) in row-major order and features float32 [m, C]: the
+    unique sites :func:`check_sample` requires.
+    """
+    unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    sums = np.stack([np.bincount(inverse, weights=c, minlength=len(unique)) for c in features.T], axis=1)
+    coords = np.stack([unique // width, unique % width], axis=1).astype(np.int32)
+    return coords, (sums / counts[:, None]).astype(np.float32)
+
+
 def _content_sha256(arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for name in _ARRAYS:
