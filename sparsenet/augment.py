@@ -20,12 +20,18 @@ added between them, so strokes stay connected without getting thicker.
 
 Everything is a function of the ``Generator`` passed in, so a sample's augmentation is
 reproducible (see :class:`sparsenet.batch.ShardDataset`).
+
+:func:`apply_affine_batch` (and ``FieldTransform.batch``) moves the sites of a whole batch
+together, a few dozen numpy calls in all instead of a few hundred per sample; every result
+is exactly the sample's own, whatever else is in the batch. :func:`apply_affine` is the
+batch of one.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 
@@ -87,44 +93,168 @@ def direction_pairs(feature_names: tuple[str, ...]) -> tuple[tuple[int, int], ..
 
 _FORWARD = ((0, 1), (1, 0), (1, 1), (1, -1))  # each neighbour pair of sites once
 
+# The sites of a batch of B samples are columns: coords int [2, n] (rows y, x), features float
+# [C, n], grouped by sample, ``sizes`` int [B] columns each. Long rows rather than [n, 2] pairs,
+# because numpy gathers (np.take), compares and reduces long rows many times faster.
 
-def _neighbour_pairs(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i, j) of 8-connected neighbouring sites; a diagonal pair only where no
-    site at a corner between them already connects them (a thin stroke's own steps)."""
-    low = coords.min(0)
-    local = coords - low
-    height, width = local.max(0) + 1
-    index = np.full((height + 1, width + 2), -1, dtype=np.int64)  # padded: y + 1, x - 1 .. x + 1 stay inside
-    index[local[:, 0], local[:, 1] + 1] = np.arange(len(coords))
-    y, x = local[:, 0], local[:, 1] + 1
+
+def _starts(sizes: np.ndarray) -> np.ndarray:
+    """First column of each sample: int [B]."""
+    return np.cumsum(sizes) - sizes
+
+
+def _owners(sizes: np.ndarray) -> np.ndarray:
+    """The sample of each column: int [n]."""
+    return np.repeat(np.arange(len(sizes)), sizes)
+
+
+def _per_site(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Per-sample values [..., B] repeated for each sample's columns: [..., n]."""
+    return np.repeat(values, sizes, axis=-1)
+
+
+def _times(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Column-wise ``a[:, :, s] @ v[:, s]`` for a float [2, 2, n] and v float [2, n]: float [2, n].
+
+    Written out, so a site's result does not depend on which other sites are computed with it.
+    """
+    return a[:, 0] * v[0] + a[:, 1] * v[1]
+
+
+def _move(coords: np.ndarray, sizes: np.ndarray, a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Site centres moved through ``p -> a (p - c) + c + t``, ``c`` the centre of each sample's bounding box.
+
+    coords int [2, n], a float [B, 2, 2], t float [B, 2]. Returns float [2, n].
+    """
+    starts = _starts(sizes)
+    low, high = np.minimum.reduceat(coords, starts, axis=1), np.maximum.reduceat(coords, starts, axis=1)
+    centre = _per_site((low + high + 1) / 2.0, sizes)
+    return _times(_per_site(a.transpose(1, 2, 0), sizes), coords + 0.5 - centre) + centre + _per_site(t.T, sizes)
+
+
+def _neighbour_pairs(coords: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column pairs (i, j) of 8-connected neighbouring sites of the same sample; a diagonal pair
+    only where no site at a corner between them already connects them (a thin stroke's own steps).
+
+    coords int [2, n]. Returns (i int [p], j int [p]), ordered by direction (:data:`_FORWARD`), then by i.
+    """
+    local = coords - _per_site(np.minimum.reduceat(coords, _starts(sizes), axis=1), sizes)
+    height, width = local.max(1) + 1
+    # a padded box per sample, boxes stacked: y + 1 and x - 1 .. x + 1 stay inside a sample's box
+    stride = width + 2
+    key = (_owners(sizes) * (height + 1) + local[0]) * stride + local[1] + 1
+    index = np.full(len(sizes) * (height + 1) * stride, -1, dtype=np.int32)
+    index[key] = np.arange(key.size)
+    near = {(dy, dx): index[key + (dy * stride + dx)] for dy, dx in (*_FORWARD, (0, -1))}  # -1: no site there
     first, second = [], []
     for dy, dx in _FORWARD:
-        j = index[y + dy, x + dx]
+        j = near[dy, dx]
         keep = j >= 0
         if dy and dx:
-            keep &= (index[y, x + dx] < 0) & (index[y + dy, x] < 0)
+            keep &= (near[0, dx] < 0) & (near[dy, 0] < 0)
         first.append(np.flatnonzero(keep))
         second.append(j[keep])
     return np.concatenate(first), np.concatenate(second)
 
 
-def _fill_gaps(coords: np.ndarray, moved: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Add points between neighbouring sites whose moved centres (float [n, 2]) fall more than
-    one cell apart, so that enlarged or turned strokes stay connected; features float [n, C]
-    are interpolated along. Returns (points [m, 2], features [m, C]), m >= n."""
-    i, j = _neighbour_pairs(coords)
+def _fill_gaps(
+    coords: np.ndarray, sizes: np.ndarray, moved: np.ndarray, features: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Add points between neighbouring sites whose moved centres (float [2, n]) fall more than
+    one cell apart, so that enlarged or turned strokes stay connected; features float [C, n]
+    are interpolated along.
+
+    Returns (points float [2, m], features float [C, m], sizes int [B]), m >= n, grouped by
+    sample: each sample's sites in their order, then the points added between them.
+    """
+    i, j = _neighbour_pairs(coords, sizes)
     cells = np.floor(moved)
-    steps = np.abs(cells[i] - cells[j]).max(1).astype(np.int64)
+    apart = np.abs(np.take(cells, i, axis=1) - np.take(cells, j, axis=1))
+    steps = np.maximum(apart[0], apart[1]).astype(np.int64)
     gap = steps > 1
     if not gap.any():
-        return moved, features
+        return moved, features, sizes
     i, j, steps = i[gap], j[gap], steps[gap]
     edge = np.repeat(np.arange(len(steps)), steps - 1)
     k = np.arange(len(edge)) - np.repeat(np.cumsum(steps - 1) - (steps - 1), steps - 1) + 1  # 1 .. steps-1 per edge
-    f = (k / steps[edge])[:, None]
-    points = moved[i[edge]] * (1 - f) + moved[j[edge]] * f
-    between = features[i[edge]] * (1 - f) + features[j[edge]] * f
-    return np.concatenate([moved, points]), np.concatenate([features, between])
+    f = k / steps[edge]
+    i, j = i[edge], j[edge]
+    points = np.take(moved, i, axis=1) * (1 - f) + np.take(moved, j, axis=1) * f
+    between = np.take(features, i, axis=1) * (1 - f) + np.take(features, j, axis=1) * f
+    owners = _owners(sizes)
+    owners = np.concatenate([owners, owners[i]])
+    order = np.argsort(owners, kind="stable")  # keeps each sample's sites, then its points, in order
+    return (
+        np.take(np.concatenate([moved, points], axis=1), order, axis=1),
+        np.take(np.concatenate([features, between], axis=1), order, axis=1),
+        np.bincount(owners, minlength=len(sizes)),
+    )
+
+
+def _back_inside(cells: np.ndarray, sizes: np.ndarray, field: tuple[int, int]) -> np.ndarray:
+    """Shift each sample's cells int [2, m] back inside ``field`` where it leaves it, unless
+    the sample is larger than the field: int [2, m]."""
+    size = np.array(field, dtype=np.int64)[:, None]
+    starts = _starts(sizes)
+    low, high = np.minimum.reduceat(cells, starts, axis=1), np.maximum.reduceat(cells, starts, axis=1)
+    shift = np.where(high - low < size, np.maximum(0, -low) - np.maximum(0, high - size + 1), 0)
+    return cells + _per_site(shift, sizes)
+
+
+def _turn_directions(
+    features: np.ndarray, sizes: np.ndarray, a: np.ndarray, directions: tuple[tuple[int, int], ...]
+) -> np.ndarray:
+    """Turn the direction feature pairs (rows ``directions``) of features float [C, m] by their
+    sample's ``a`` float [B, 2, 2], keeping their length; samples whose ``a`` is close to the
+    identity keep theirs. Returns float [C, m]."""
+    turn = ~np.isclose(a, np.eye(2)).all((1, 2))
+    if not directions or not turn.any():
+        return features
+    keep = ~_per_site(turn, sizes)
+    m = _per_site(a.transpose(1, 2, 0), sizes)
+    features = features.copy()
+    for pair in directions:
+        v = features[list(pair)]
+        turned = _times(m, v)
+        norm, length = np.sqrt((turned * turned).sum(0)), np.sqrt((v * v).sum(0))  # as np.linalg.norm, bit for bit
+        features[list(pair)] = np.where(keep, v, turned * np.divide(length, norm, out=np.zeros_like(norm), where=norm > 0))
+    return features
+
+
+def apply_affine_batch(
+    samples: Sequence[Sample],
+    a: np.ndarray,
+    t: np.ndarray,
+    field: tuple[int, int],
+    directions: tuple[tuple[int, int], ...] = (),
+) -> list[Sample]:
+    """Move each ``samples[b]`` through ``p -> a[b] (p - c) + c + t[b]`` onto ``field`` (H, W); see the module doc.
+
+    ``a`` float [B, 2, 2] and ``t`` float [B, 2] act on (y, x). The sites of all samples are
+    moved, filled in, shifted and merged together; each result is exactly what the sample
+    alone gives. Returns samples whose coords are unique and inside ``field``; raises
+    ``ValueError`` naming the first sample of which no site would remain.
+    """
+    sizes = np.array([len(s.coords) for s in samples], dtype=np.int64)
+    coords = np.concatenate([s.coords.T for s in samples], axis=1)
+    features = np.concatenate([s.features.T for s in samples], axis=1).astype(np.float64)
+    moved, features, sizes = _fill_gaps(coords, sizes, _move(coords, sizes, a, t), features)
+    cells = _back_inside(np.floor(moved).astype(np.int64), sizes, field)
+    inside = (cells[0] >= 0) & (cells[0] < field[0]) & (cells[1] >= 0) & (cells[1] < field[1])
+    owners = np.compress(inside, _owners(sizes))
+    sizes = np.bincount(owners, minlength=len(samples))
+    if not sizes.all():
+        empty = samples[int(np.flatnonzero(sizes == 0)[0])]
+        raise ValueError(f"sample {empty.sample_id!r}: no site left inside the field {field[0]}x{field[1]}")
+    y, x = np.compress(inside, cells, axis=1)
+    features = _turn_directions(np.compress(inside, features, axis=1), sizes, a, directions)
+    coords, merged = merge_sites((owners * field[0] + y) * field[1] + x, features.T, field[1])
+    owners, coords[:, 0] = np.divmod(coords[:, 0], field[0])
+    ends = np.cumsum(np.bincount(owners, minlength=len(samples))).tolist()
+    return [
+        replace(sample, coords=coords[start:end], features=merged[start:end])
+        for sample, start, end in zip(samples, [0, *ends], ends)
+    ]
 
 
 def apply_affine(
@@ -134,32 +264,12 @@ def apply_affine(
     field: tuple[int, int],
     directions: tuple[tuple[int, int], ...] = (),
 ) -> Sample:
-    """Move ``sample`` through ``p -> a (p - c) + c + t`` onto ``field`` (H, W); see the module doc.
+    """Move ``sample`` through ``p -> a (p - c) + c + t`` onto ``field`` (H, W): :func:`apply_affine_batch` of one.
 
     ``a`` float [2, 2] and ``t`` float [2] act on (y, x). Returns a sample whose coords are
     unique and inside ``field``; raises ``ValueError`` if no site would remain.
     """
-    centre = (sample.coords.min(0) + sample.coords.max(0) + 1) / 2.0
-    moved = (sample.coords + 0.5 - centre) @ a.T + centre + t  # site centres
-    moved, features = _fill_gaps(sample.coords, moved, sample.features.astype(np.float64))
-    cells = np.floor(moved).astype(np.int64)
-    size = np.array(field, dtype=np.int64)
-    low, high = cells.min(0), cells.max(0)
-    cells += np.where(high - low < size, np.maximum(0, -low) - np.maximum(0, high - size + 1), 0)  # back inside
-    inside = ((cells >= 0) & (cells < size)).all(1)
-    if not inside.any():
-        raise ValueError(f"sample {sample.sample_id!r}: no site left inside the field {field[0]}x{field[1]}")
-    cells, features = cells[inside], features[inside]
-    if directions and not np.allclose(a, np.eye(2)):
-        features = features.copy()
-        for iy, ix in directions:
-            v = features[:, [iy, ix]]
-            turned = v @ a.T
-            norm = np.linalg.norm(turned, axis=1, keepdims=True)
-            length = np.linalg.norm(v, axis=1, keepdims=True)
-            features[:, [iy, ix]] = turned * np.divide(length, norm, out=np.zeros_like(norm), where=norm > 0)
-    coords, merged = merge_sites(cells[:, 0] * field[1] + cells[:, 1], features, field[1])
-    return replace(sample, coords=coords, features=merged)
+    return apply_affine_batch([sample], a[None], t[None], field, directions)[0]
 
 
 @dataclass(frozen=True)
@@ -168,7 +278,8 @@ class FieldTransform:
 
     ``offset`` (y, x) centres the shard field in the network field; ``augmentation`` is one of
     :data:`AUGMENTATIONS` (None at test time). Picklable, so DataLoader workers can use it.
-    Call as ``transform(sample, rng)`` (the ``ShardDataset`` transform protocol).
+    Call as ``transform(sample, rng)`` (the ``ShardDataset`` transform protocol), or as
+    ``transform.batch(samples, rngs)`` to move a whole batch at once.
     """
 
     field: tuple[int, int]
@@ -177,13 +288,23 @@ class FieldTransform:
     directions: tuple[tuple[int, int], ...] = ()
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        placed = replace(sample, coords=sample.coords + np.array(self.offset, dtype=np.int32)) if any(self.offset) else sample
+        return self.batch([sample], [rng])[0]
+
+    def batch(self, samples: Sequence[Sample], rngs: Sequence[np.random.Generator | None]) -> list[Sample]:
+        """``[self(sample, rng) for sample, rng in zip(samples, rngs)]``, all moved at once.
+
+        Each sample draws its augmentation from its own ``rng``, so its result does not
+        depend on the other samples of the batch.
+        """
+        if any(self.offset):
+            offset = np.array(self.offset, dtype=np.int32)
+            samples = [replace(sample, coords=sample.coords + offset) for sample in samples]
         if self.augmentation is None:
-            return placed
-        if rng is None:
+            return list(samples)
+        if any(rng is None for rng in rngs):
             raise ValueError("augmentation needs a numpy Generator")
-        a, t = self.augmentation.draw(rng)
-        return apply_affine(placed, a, t, self.field, self.directions)
+        a, t = zip(*(self.augmentation.draw(rng) for rng in rngs))
+        return apply_affine_batch(samples, np.stack(a), np.stack(t), self.field, self.directions)
 
 
 def field_transform(

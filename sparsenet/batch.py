@@ -95,7 +95,9 @@ class ShardDataset(torch.utils.data.Dataset):
 
     ``transform(sample, rng) -> sample`` (e.g. augmentation) gets a numpy ``Generator``
     seeded from ``(seed, epoch, index)``, so an epoch's augmentation is the same whichever
-    worker or process draws the sample. Call :meth:`set_epoch` at every epoch.
+    worker or process draws the sample. Call :meth:`set_epoch` at every epoch. A transform
+    with a ``batch(samples, rngs) -> samples`` method (:class:`~sparsenet.augment.FieldTransform`)
+    transforms the whole index list of :meth:`__getitems__` at once, with the same results.
     """
 
     def __init__(
@@ -120,11 +122,26 @@ class ShardDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.reader)
 
+    def _rng(self, index: int) -> np.random.Generator:
+        """The generator of sample ``index`` in the current epoch."""
+        return np.random.default_rng((self.seed, self.epoch, index))
+
     def __getitem__(self, index: int) -> Sample:
         sample = self.reader[index]
         if self.transform is None:
             return sample
-        return self.transform(sample, np.random.default_rng((self.seed, self.epoch, index)))
+        return self.transform(sample, self._rng(index))
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Sample]:
+        """``[self[i] for i in indices]``; torch's DataLoader fetches a batch with it."""
+        samples = [self.reader[i] for i in indices]
+        if self.transform is None:
+            return samples
+        rngs = [self._rng(i) for i in indices]
+        batch = getattr(self.transform, "batch", None)
+        if batch is None:
+            return [self.transform(sample, rng) for sample, rng in zip(samples, rngs)]
+        return batch(samples, rngs)
 
     def collate(self, samples: Sequence[Sample]) -> SparseBatch:
         """:func:`collate` on this dataset's field (picklable for DataLoader workers)."""

@@ -245,14 +245,17 @@ class KeyValue(click.ParamType):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
               help="Where to train [default: auto = CUDA if present].")
 @click.option("--procs", type=Procs(),
-              help="Data-parallel processes: N, or auto = one per core (GPU), at most batch-size/16 [default: 1].")
+              help="Data-parallel processes: N, or auto = one per core (GPU), at most batch-size/16 [default: auto].")
+@click.option("--sync-batchnorm/--local-batchnorm", default=None,
+              help="With several processes: BatchNorm statistics of the global batch (an all-reduce per layer, "
+                   "slow over gloo) or of each process's share [default: local].")
 @click.option("--loader-workers", type=click.IntRange(min=0), help="DataLoader worker processes per training process.")
 @click.option("--eval-batch-size", type=click.IntRange(min=1), help="Batch size of the test-set evaluation.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from this config (a run's config.json repeats that run); other options override it.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Continue the run in this folder from its last checkpoint "
-                   "(only --epochs, --procs, --device, --loader-workers may change).")
+                   "(only --epochs, --procs, --device, --loader-workers, --sync-batchnorm may change).")
 @reports_errors
 def train(data, out, model, model_args, config_file, resume, **options) -> None:
     """Train a classifier on shards; metrics, plots and checkpoints go to the run folder.
@@ -300,9 +303,12 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
               help="Where to write the confusion-matrix PNG [default: eval-<checkpoint stem>-confusion.png beside the checkpoint].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size [default: the run's].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to run.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Test-time augmentation: average the class probabilities over the plain sample and "
+                   "REPEATS-1 copies distorted by the run's training augmentation.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (top1_error, top5_error, per_class_error, ...).")
 @reports_errors
-def evaluate(checkpoint, data, confusion, batch_size, device, as_json) -> None:
+def evaluate(checkpoint, data, confusion, batch_size, device, repeats, as_json) -> None:
     """Evaluate CHECKPOINT on the test split, without augmentation.
 
     Prints the top-1 and top-5 test error, the error of every class that has one, and writes
@@ -310,11 +316,12 @@ def evaluate(checkpoint, data, confusion, batch_size, device, as_json) -> None:
     """
     from sparsenet.evaluate import evaluate
 
-    result = evaluate(checkpoint, data, device=device, batch_size=batch_size, confusion_png=confusion)
+    result = evaluate(checkpoint, data, device=device, batch_size=batch_size, confusion_png=confusion, repeats=repeats)
     if as_json:
         click.echo(json.dumps(result, indent=1))
         return
-    click.echo(f"{result['checkpoint']} (epoch {result['epoch']}) on {result['data']}: {result['samples']} samples")
+    tta = f", mean of {repeats} augmented passes" if repeats > 1 else ""
+    click.echo(f"{result['checkpoint']} (epoch {result['epoch']}) on {result['data']}: {result['samples']} samples{tta}")
     top1, top5 = 100 * result["top1_error"], 100 * result["top5_error"]
     click.echo(f"test error: top-1 {top1:.2f}%   top-5 {top5:.2f}%   loss {result['loss']:.4f}")
     errors = sorted(((e, name) for name, e in result["per_class_error"].items() if e is not None), reverse=True)

@@ -49,7 +49,8 @@ class TrainConfig:
     augment: str = "none"  # a name from sparsenet.augment.AUGMENTATIONS; never applied at test time
     seed: int = 0  # model init, sample order, augmentation and dropout all derive from it
     device: str = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
-    procs: int | str = 1  # data-parallel processes `train` starts itself: N, or "auto" (see distributed.resolve_procs)
+    procs: int | str = "auto"  # data-parallel processes `train` starts itself: N, or "auto" (see distributed.resolve_procs)
+    sync_batchnorm: bool = False  # with several processes: BatchNorm over the global batch (an all-reduce per layer)
     loader_workers: int = 0  # DataLoader worker processes per training process
     eval_batch_size: int = 250  # batch size for test-set evaluation
 
@@ -68,6 +69,7 @@ class TrainConfig:
             (self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}"),
             (self.augment in AUGMENTATIONS, "augment", f"one of {', '.join(AUGMENTATIONS)}"),
             (isinstance(self.model_kwargs, dict), "model_kwargs", "a JSON object"),
+            (isinstance(self.sync_batchnorm, bool), "sync_batchnorm", "true or false"),
             (self.procs == "auto" or (type(self.procs) is int and self.procs >= 1), "procs", '"auto" or at least 1'),
         ]
         for ok, name, expected in checks:

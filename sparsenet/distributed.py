@@ -1,12 +1,21 @@
-"""Data-parallel training: torchrun or ``--procs N`` processes, one global batch, synced BatchNorm.
+"""Data-parallel training: torchrun or ``--procs N`` processes, one global batch.
 
 Every process (rank) runs the same training loop on its share of each global batch:
 ``share(batch, rank, world)`` cuts the batch of B samples into ``world`` contiguous pieces
 whose sizes differ by at most one. Each rank scales its summed loss by ``world / B``, and
 DistributedDataParallel averages gradients over ranks, so the update equals that of one
-process on the whole batch: same global batch, same learning rate, same result up to float
-rounding. BatchNorm layers are swapped for :class:`SyncedBatchNorm`, which normalises with
-the statistics of the global batch (torch's own ``SyncBatchNorm`` refuses CPU tensors).
+process on the whole batch: same global batch, same learning rate.
+
+BatchNorm, by default, normalises each rank's share with that share's own statistics (as
+torchvision's reference scripts do without ``--sync-bn``); the running statistics are averaged
+over ranks once per epoch (:func:`average_buffers`), so every rank, and every checkpoint, holds
+the same network. The result then differs from one process by more than float rounding, as any
+change of batch composition does. ``sync_batchnorm`` swaps BatchNorm layers for
+:class:`SyncedBatchNorm`, which normalises with the statistics of the global batch (torch's own
+``SyncBatchNorm`` refuses CPU tensors) and so equals one process up to float rounding; it costs
+an all-reduce per BatchNorm layer in the forward and one in the backward pass, and a small
+all-reduce over gloo takes ~1.5 ms on this 2-core machine: with VGGplus's 17 BatchNorm layers
+that made two processes slower than one (docs/training.md).
 
 Process groups use gloo on the CPU and NCCL on CUDA. ``torchrun`` sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous; :func:`spawn` starts N local processes
@@ -97,6 +106,23 @@ def all_sum(tensor: torch.Tensor) -> torch.Tensor:
     out = tensor.to(device, copy=True)
     dist.all_reduce(out)
     return out.to(tensor.device)
+
+
+@torch.no_grad()
+def average_buffers(module: nn.Module) -> None:
+    """Replace every floating point buffer of ``module`` (BatchNorm running statistics) by its
+    mean over ranks, in one all-reduce; nothing happens with one rank."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    buffers = [b for b in module.buffers() if b.is_floating_point()]
+    if not buffers:
+        return
+    total = all_sum(torch.cat([b.reshape(-1).double() for b in buffers]))
+    mean = total / dist.get_world_size()
+    offset = 0
+    for b in buffers:
+        b.copy_(mean[offset : offset + b.numel()].view_as(b))
+        offset += b.numel()
 
 
 class _SumOverRanks(torch.autograd.Function):

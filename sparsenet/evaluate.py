@@ -4,10 +4,16 @@
 the checkpoint, runs it (eval mode, no augmentation) over the test split and returns the
 top-1 and top-5 error, the loss, per-class errors, and writes a confusion-matrix PNG. The
 helpers here (:func:`build_network`, :func:`loader`, :func:`tally`) are the ones training uses.
+
+``repeats=R`` adds test-time augmentation (Graham's repeated testing): the prediction is the mean
+of the class probabilities over the plain test sample and ``R - 1`` copies distorted by the run's
+own training augmentation, copy ``r`` drawn from ``(TTA_SEED, r, index)``; the result is
+deterministic.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from functools import partial
 from pathlib import Path
@@ -91,6 +97,39 @@ def tally(network: torch.nn.Module, batches: torch.utils.data.DataLoader, device
     return totals
 
 
+TTA_SEED = 20141016  # seed of the test-time augmentation draws (arXiv:1409.6070 v1's date)
+
+
+@torch.no_grad()
+def log_probabilities(network: torch.nn.Module, batches: torch.utils.data.DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-softmax of ``network`` in eval mode [N, K], labels int64 [N]) over every batch, on the CPU."""
+    was_training = network.training
+    network.eval()
+    outputs, labels = [], []
+    for batch in batches:
+        batch = batch.to(device)
+        outputs.append(F.log_softmax(network(*inputs(network, batch)), dim=1).cpu())
+        labels.append(batch.labels.cpu())
+    network.train(was_training)
+    return torch.cat(outputs), torch.cat(labels)
+
+
+def repeated_tally(network: torch.nn.Module, reader: ShardReader, field: tuple[int, int], augment: str,
+                   repeats: int, batch_size: int, device: torch.device, num_classes: int) -> Tally:
+    """Tally of the mean class probabilities over ``repeats`` passes of ``reader``'s samples: the
+    first undistorted, the others with augmentation ``augment`` (see the module docstring)."""
+    passes = []
+    for r in range(repeats):
+        data = dataset(reader, field, augment if r else "none", seed=TTA_SEED)
+        data.set_epoch(r)
+        log_p, labels = log_probabilities(network, loader(data, in_batches(range(len(data)), batch_size)), device)
+        passes.append(log_p)
+    mean = torch.logsumexp(torch.stack(passes), dim=0) - math.log(repeats)  # log of the mean probability
+    totals = Tally(num_classes)
+    totals.add(mean, labels, F.nll_loss(mean, labels, reduction="sum").item())
+    return totals
+
+
 def load_network(checkpoint: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, tuple[int, int], Checkpoint]:
     """(network with the checkpoint's weights, in eval mode on ``device``, its field, the checkpoint)."""
     ckpt = load(resolve(checkpoint))
@@ -106,6 +145,7 @@ def evaluate(
     device: str = "auto",
     batch_size: int | None = None,
     confusion_png: str | os.PathLike | None = None,
+    repeats: int = 1,
 ) -> dict[str, Any]:
     """Test error of a checkpoint (a file, or a run folder: its best.pt).
 
@@ -114,17 +154,21 @@ def evaluate(
     ``eval-<checkpoint stem>-confusion.png`` beside the checkpoint, so the run's own
     ``confusion.png`` is kept). Returns plain values: ``top1_error`` and
     ``top5_error`` (fractions), ``loss``, ``samples``, ``per_class_error`` {class: fraction},
-    ``checkpoint``, ``data``, ``epoch``, ``confusion_png``.
+    ``checkpoint``, ``data``, ``epoch``, ``confusion_png``, ``repeats``. ``repeats > 1`` averages
+    over augmented copies (module docstring); it needs a run trained with augmentation.
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     dev = resolve_device(device)
     network, field, ckpt = load_network(checkpoint, dev)
     path = Path(data if data is not None else ckpt.config.data)
     split = path / TEST_SPLIT if (path / TEST_SPLIT).is_dir() else path
     reader = ShardReader(split)
     check_data(ckpt.data, reader.meta, ckpt.path, split)
-    test = dataset(reader, field)
-    batches = in_batches(range(len(test)), batch_size or ckpt.config.eval_batch_size)
-    totals = tally(network, loader(test, batches), dev, ckpt.data["num_classes"])
+    if repeats > 1 and ckpt.config.augment == "none":
+        raise ValueError(f"{ckpt.path}: the run trained without augmentation, so there is nothing to repeat the test with")
+    size = batch_size or ckpt.config.eval_batch_size
+    totals = repeated_tally(network, reader, field, ckpt.config.augment, repeats, size, dev, ckpt.data["num_classes"])
     names = class_names(ckpt.data)
     png = Path(confusion_png) if confusion_png is not None else ckpt.path.with_name(f"eval-{ckpt.path.stem}-confusion.png")
     plot_confusion(totals.confusion, png, names, title=f"{ckpt.config.model} on {split} (epoch {ckpt.epoch})")
@@ -138,4 +182,5 @@ def evaluate(
         "loss": totals.loss,
         "per_class_error": {name: (None if np.isnan(e) else float(e)) for name, e in zip(names, totals.per_class_error())},
         "confusion_png": str(png),
+        "repeats": repeats,
     }

@@ -120,7 +120,15 @@ def merge_sites(keys: np.ndarray, features: np.ndarray, width: int) -> tuple[np.
     Returns coords int32 [m, 2] (y, x) in row-major order and features float32 [m, C]: the
     unique sites :func:`check_sample` requires.
     """
-    unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    order = np.argsort(keys, kind="stable")  # a merge sort, fast on the nearly sorted keys of moved strokes
+    ordered = keys[order]
+    first = np.empty(len(keys), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    unique = ordered[first]
+    inverse = np.empty_like(order)
+    inverse[order] = np.cumsum(first) - 1
+    counts = np.bincount(inverse, minlength=len(unique))
     sums = np.stack([np.bincount(inverse, weights=c, minlength=len(unique)) for c in features.T], axis=1)
     coords = np.stack([unique // width, unique % width], axis=1).astype(np.int32)
     return coords, (sums / counts[:, None]).astype(np.float32)

@@ -30,6 +30,19 @@ spconv-cu120 2.3.6 with torch 2.13 on a CPU, measured in this repository
    torch's own CPU scatter with colliding indices (``scatter_reduce``, indexing backward) is not,
    so the exact max-pool scatters one kernel offset (a collision-free map) at a time.
 
+Rulebooks. A convolution or pooling first builds its *rulebook* ("indice pairs": for each kernel
+offset, the (input row, output row) pairs it connects) with ``spconv.pytorch.ops.get_indice_pairs``,
+a large share of a step's time. A ``SparseConvTensor`` carries the rulebooks built so far in
+``indice_dict`` (``indice_key`` -> ``IndiceData``), copied into every layer's output. spconv itself
+reuses a stored key only for submanifold convolutions (and inverse convolutions, which run their
+convolution's rulebook backwards); its strided convolution refuses a key that exists and its
+max-pool rebuilds its pairs and refuses any stored key. Here :class:`SparseConv2d` and
+:class:`SparseMaxPool2d` (both paths) take an ``indice_key`` too: the first layer with that key
+builds and stores the rulebook, later ones with the same kernel, stride, padding, dilation, grid and
+input sites reuse it (a mismatch raises ``ValueError``), and the stored ``IndiceData`` is the one
+spconv's inverse convolution reads. :class:`Concat` merges the ``indice_dict`` of all its branches,
+so a rulebook built inside a branch serves the layers after it.
+
 Layout: features are ``[N, C]``; spconv conv weights are ``[out, kh, kw, in]`` (inverse conv
 ``[out, kh, kw, in]`` too); :meth:`dense_weight` returns the ``torch.nn.functional`` layout.
 """
@@ -40,6 +53,7 @@ import logging
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -50,7 +64,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     warnings.simplefilter("ignore", DeprecationWarning)
     import spconv.pytorch as spconv
+    from spconv.pytorch import functional as spconv_functional
     from spconv.pytorch import ops as spconv_ops
+    from spconv.pytorch.core import IndiceData
 
 
 class _DropFxTracingNotice(logging.Filter):
@@ -141,6 +157,81 @@ def to_dense(x: SparseConvTensor) -> Tensor:
     return grid.index_put((batch, row, col), x.features).permute(0, 3, 1, 2)
 
 
+def _rulebook_text(kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                   dilation: Sequence[int], spatial_shape: Sequence[int], sites: int) -> str:
+    """A rulebook's geometry (``[h, w]`` each), grid ``(H, W)`` and number of input sites, for errors."""
+    return (f"kernel {list(kernel_size)}, stride {list(stride)}, padding {list(padding)}, dilation "
+            f"{list(dilation)} on a {'x'.join(str(s) for s in spatial_shape)} grid of {sites} sites")
+
+
+def _rulebook(
+    x: SparseConvTensor,
+    key: str | None,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[IndiceData, dict[str, Any]]:
+    """The rulebook of a (not submanifold) convolution or pooling of ``x``: ``x.indice_dict[key]``
+    when it is there, otherwise built by spconv (and stored under ``key`` unless that is ``None``).
+
+    Args:
+        x: the layer's input, ``indices [N, 3]`` on ``spatial_shape (H, W)``.
+        key: the ``indice_key`` of the layer.
+        kernel_size, stride, padding, dilation: ``[h, w]`` each.
+
+    Returns:
+        The ``IndiceData``, with ``out_indices [N', 3]``, ``out_spatial_shape [H', W']``,
+        ``indice_pairs [2, kh·kw, N]`` int32 (rows 0/1: input/output row of each pair of a kernel
+        offset, -1 past the offset's count) and ``indice_pair_num [kh·kw]``; and the
+        ``indice_dict`` of the layer's output (``x``'s, plus the rulebook when it was built).
+
+    Raises:
+        ValueError: ``key`` holds a submanifold rulebook, or one of another geometry, grid or set
+            of input sites.
+    """
+    geometry = [list(kernel_size), list(stride), list(padding), list(dilation)]
+    indice_dict = dict(x.indice_dict)
+    found = indice_dict.get(key) if key is not None else None
+    if found is None:
+        out_indices, pairs, pair_counts = spconv_ops.get_indice_pairs(
+            x.indices, x.batch_size, x.spatial_shape, ALGO, *geometry, [0] * len(x.spatial_shape)
+        )
+        out_shape = spconv_ops.get_conv_output_size(x.spatial_shape, *geometry)
+        data = IndiceData(out_indices, x.indices, pairs, pair_counts, list(x.spatial_shape), out_shape,
+                          is_subm=False, algo=ALGO, ksize=geometry[0], stride=geometry[1],
+                          dilation=geometry[3], padding=geometry[2])
+        if key is not None:
+            indice_dict[key] = data
+        return data, indice_dict
+    if not isinstance(found, IndiceData) or found.is_subm or found.algo != ALGO:
+        raise ValueError(
+            f"indice_key {key!r} holds a submanifold or non-{ALGO.name} rulebook; a convolution or "
+            "pooling that changes the active set needs a key of its own"
+        )
+    stored = [list(found.ksize), list(found.stride), list(found.padding), list(found.dilation)]
+    same_sites = found.indices is x.indices or torch.equal(found.indices, x.indices)
+    if stored != geometry or list(found.spatial_shape) != list(x.spatial_shape) or not same_sites:
+        raise ValueError(
+            f"indice_key {key!r} holds the rulebook of "
+            f"{_rulebook_text(*stored, found.spatial_shape, found.indices.shape[0])}, but this layer "
+            f"has {_rulebook_text(*geometry, x.spatial_shape, x.indices.shape[0])}"
+            f"{'' if same_sites else ' (other input sites)'}; only layers with the same geometry on "
+            "the same input sites may share a key"
+        )
+    return found, indice_dict
+
+
+def _on_rulebook_outputs(x: SparseConvTensor, features: Tensor, rulebook: IndiceData,
+                         indice_dict: dict[str, Any]) -> SparseConvTensor:
+    """``x`` moved to the output sites of ``rulebook``, with ``features [N', C]``."""
+    out = x.replace_feature(features)
+    out.indices = rulebook.out_indices
+    out.spatial_shape = list(rulebook.out_spatial_shape)
+    out.indice_dict = indice_dict
+    return out
+
+
 class _BiasedConv(SparseModule):
     """An spconv convolution without fused bias, plus a ``bias [out]`` added to its output features."""
 
@@ -164,16 +255,25 @@ class _BiasedConv(SparseModule):
         """The weight in ``torch.nn.functional.conv2d`` layout ``[out, in, kh, kw]``."""
         return self.conv.weight.permute(0, 3, 1, 2)
 
+    def _convolve(self, x: SparseConvTensor) -> SparseConvTensor:
+        """spconv's convolution, without bias."""
+        return self.conv(x)
+
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         """``x``: features ``[N, in]`` -> features ``[N', out]`` on the layer's output sites."""
-        y = self.conv(x)
+        y = self._convolve(x)
         return y if self.bias is None else y.replace_feature(y.features + self.bias)
 
 
 class SparseConv2d(_BiasedConv):
     """Sparse convolution (``torch.nn.Conv2d`` twin): an output site is active when its window
     holds an active input site, so the active set grows; output size
-    ``(H + 2·padding - kernel_size) // stride + 1``."""
+    ``(H + 2·padding - kernel_size) // stride + 1``.
+
+    ``indice_key`` names its rulebook: reused when the input already carries it (from a
+    convolution or :class:`SparseMaxPool2d` of the same geometry on the same sites), stored
+    otherwise, for them and for a :class:`SparseInverseConv2d`.
+    """
 
     def __init__(
         self,
@@ -191,6 +291,18 @@ class SparseConv2d(_BiasedConv):
             bias=False, indice_key=indice_key, algo=ALGO,
         )
         super().__init__(conv, bias)
+
+    def _convolve(self, x: SparseConvTensor) -> SparseConvTensor:
+        """spconv's Native convolution kernel on a reused or new rulebook (spconv's own forward
+        refuses a stored key), without bias."""
+        conv = self.conv
+        rulebook, indice_dict = _rulebook(x, conv.indice_key, conv.kernel_size, conv.stride, conv.padding,
+                                          conv.dilation)
+        features = spconv_functional.indice_conv(
+            x.features.contiguous(), conv.weight, rulebook.indice_pairs.to(x.features.device),
+            rulebook.indice_pair_num, rulebook.out_indices.shape[0], ALGO,
+        )
+        return _on_rulebook_outputs(x, features, rulebook, indice_dict)
 
 
 class SubMConv2d(_BiasedConv):
@@ -246,43 +358,49 @@ class SparseMaxPool2d(SparseModule):
     ``nonnegative_input=True`` runs spconv's kernel, which returns ``max(0, window)`` (pitfall 5):
     use it only where inputs cannot be negative, e.g. right after a ReLU. The default path is
     exact for any sign (a maximum over spconv's rulebook, one kernel offset at a time, in plain
-    torch); on ties its gradient is shared equally between the tied inputs.
+    torch); on ties its gradient is shared equally between the tied inputs. ``indice_key`` names
+    the rulebook as for :class:`SparseConv2d` (a pool with kernel ``k`` and stride ``s`` has the
+    rulebook of a ``k x k`` stride-``s`` convolution without padding).
     """
 
-    def __init__(self, kernel_size: int, stride: int | None = None, *, nonnegative_input: bool = False) -> None:
+    def __init__(self, kernel_size: int, stride: int | None = None, *, nonnegative_input: bool = False,
+                 indice_key: str | None = None) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.nonnegative_input = nonnegative_input
-        self.pool = spconv.SparseMaxPool2d(kernel_size, self.stride, algo=ALGO) if nonnegative_input else None
+        self.indice_key = indice_key
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, nonnegative_input={self.nonnegative_input}"
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, nonnegative_input={self.nonnegative_input}, "
+                f"indice_key={self.indice_key!r}")
 
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         """``x``: features ``[N, C]`` -> features ``[N', C]`` on the pooled grid."""
-        if self.pool is not None:
-            return self.pool(x)
-        ksize, stride = [self.kernel_size] * 2, [self.stride] * 2
-        out_indices, pairs, pair_counts = spconv_ops.get_indice_pairs(
-            x.indices, x.batch_size, x.spatial_shape, ALGO, ksize, stride, [0, 0], [1, 1], [0, 0]
-        )
-        pairs = pairs.long().to(x.features.device)
-        empty = x.features.new_full((out_indices.shape[0], x.features.shape[1]), float("-inf"))
+        rulebook, indice_dict = _rulebook(x, self.indice_key, [self.kernel_size] * 2, [self.stride] * 2, [0, 0],
+                                          [1, 1])
+        device, outputs = x.features.device, rulebook.out_indices.shape[0]
+        if self.nonnegative_input:
+            features = spconv_functional.indice_maxpool(
+                x.features.contiguous(), rulebook.indice_pairs.to(device), rulebook.indice_pair_num.to(device),
+                outputs,
+            )
+            return _on_rulebook_outputs(x, features, rulebook, indice_dict)
+        pairs = rulebook.indice_pairs.long().to(device)
+        empty = x.features.new_full((outputs, x.features.shape[1]), float("-inf"))
         # One kernel offset maps inputs to outputs one-to-one, so each scatter below (and its
         # gradient) is free of collisions: the result is deterministic whatever the thread count.
         per_offset = [
             empty.index_put((pairs[1, k, :count],), x.features[pairs[0, k, :count]])
-            for k, count in enumerate(pair_counts.tolist())
+            for k, count in enumerate(rulebook.indice_pair_num.tolist())
         ]
-        out_shape = spconv_ops.get_conv_output_size(x.spatial_shape, ksize, stride, [0, 0], [1, 1])
-        return SparseConvTensor(torch.stack(per_offset).amax(dim=0), out_indices, out_shape, x.batch_size,
-                                indice_dict=dict(x.indice_dict))
+        return _on_rulebook_outputs(x, torch.stack(per_offset).amax(dim=0), rulebook, indice_dict)
 
 
 class Concat(SparseModule):
     """Runs ``branches`` on the same input and concatenates their features (SparseConvNet's
-    ``ConcatTable`` + ``JoinTable``); every branch must return the input's sites in its order."""
+    ``ConcatTable`` + ``JoinTable``); every branch must return the input's sites in its order.
+    The output carries the rulebooks of every branch (for a key in several, the first branch's)."""
 
     def __init__(self, *branches: nn.Module) -> None:
         super().__init__()
@@ -298,4 +416,6 @@ class Concat(SparseModule):
                     f"{outs[0].indices.shape[0]}; a branch that changes scale must end with an inverse conv "
                     "keyed to its downsampling conv"
                 )
-        return outs[0].replace_feature(torch.cat([out.features for out in outs], dim=1))
+        out = outs[0].replace_feature(torch.cat([out.features for out in outs], dim=1))
+        out.indice_dict = {key: data for branch in reversed(outs) for key, data in branch.indice_dict.items()}
+        return out

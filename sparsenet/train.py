@@ -59,7 +59,7 @@ from sparsenet.metrics import Tally, plot_confusion, plot_curves
 from sparsenet.shards import ShardError
 
 CONFIG_JSON, METRICS, CURVES, CONFUSION = "config.json", "metrics.jsonl", "curves.png", "confusion.png"
-RESUMABLE = ("epochs", "procs", "device", "loader_workers")  # may change on resume
+RESUMABLE = ("epochs", "procs", "device", "loader_workers", "sync_batchnorm")  # may change on resume
 TIMING_KEYS = ("seconds", "train_seconds", "samples_per_s", "profile")  # differ between identical runs
 
 
@@ -194,7 +194,7 @@ def _run(config: TrainConfig, rank: Rank, resume: bool, command: list[str]) -> t
         load_weights(network, state.model, state.path, config.model)
     else:
         state = Checkpoint(run_dir / CHECKPOINT, config, meta, 0, {}, {}, [], math.inf, versions())
-    if rank.world > 1:
+    if rank.world > 1 and config.sync_batchnorm:
         distributed.sync_batchnorm(network)
     network.to(device)
     optimizer = make_optimizer(config, network.parameters())
@@ -203,7 +203,8 @@ def _run(config: TrainConfig, rank: Rank, resume: bool, command: list[str]) -> t
     model = network
     if rank.world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+        # BatchNorm statistics are averaged once per epoch (distributed.average_buffers), not sent every step
+        model = torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids, broadcast_buffers=False)
     state.config = config
     if rank.main:
         _start_files(state, network, optimizer, resume, command)
@@ -234,6 +235,7 @@ def _epoch(config, rank, model, network, optimizer, train_set, test_set, test_ba
     desc = f"epoch {epoch + 1}/{config.epochs}"
     train, profile = _train_epoch(model, optimizer, train_set, batches, rank, device, config.loader_workers, desc)
     train_seconds = time.perf_counter() - start
+    distributed.average_buffers(network)
     k = test_set.reader.meta.num_classes
     test = tally(network, loader(test_set, test_batches, config.loader_workers), device, k)
     train, test = (Tally.from_vector(k, distributed.all_sum(t.to_vector())) for t in (train, test))

@@ -5,7 +5,9 @@ Class c is a straight line along ``STEPS[c]``; networks tell the classes apart w
 * :func:`write_stroke_files` fabricates raw Assamese stroke files (``W<w>/<c>.<w>.txt``) for
   ``preprocess.assamese.convert`` and ``predict``;
 * :func:`write_digit_shards` writes MNIST-style shards (``converter="preprocess.mnist"``, pixels
-  of small grey images placed in a larger field) and keeps the images for ``predict``.
+  of small grey images placed in a larger field) and keeps the images for ``predict``;
+* :func:`characters` draws handwriting-like samples (random curved pen strokes) with the
+  Assamese converter's rasteriser, for augmentation tests.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from preprocess.images import add_pixel_samples
-from sparsenet.shards import ShardMeta, ShardWriter
+from preprocess.strokes import render
+from sparsenet.shards import Sample, ShardMeta, ShardWriter
 
 STEPS = ((0, 1), (1, 0), (1, 1))  # (dy, dx) of each class: horizontal, vertical, diagonal
 
@@ -74,3 +77,22 @@ def write_digit_shards(root: Path, *, field: int = 12, size: int = 8, train: int
             ids = [f"{split}/{i}" for i in range(count)]
             add_pixel_samples(writer, images > 0, images[..., None] / np.float32(255), labels, ids, offset)
     return root
+
+
+def _pen_stroke(rng: np.random.Generator) -> np.ndarray:
+    """Pen positions (x, y) [m, 2] of one smoothly turning stroke, in tablet-like units."""
+    heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, 0.5, size=int(rng.integers(3, 12))))
+    steps = rng.uniform(5, 20) * np.stack([np.cos(heading), np.sin(heading)], axis=1)
+    return rng.uniform(-40, 40, size=2) + np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])
+
+
+def characters(count: int, *, field: int = 64, seed: int = 0) -> list[Sample]:
+    """``count`` handwriting-like samples on a ``field`` x ``field`` grid, "direction" features
+    (dx, dy, ink): 1-3 random pen strokes each, scaled to between 3 and ``field - 4`` cells."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(count):
+        strokes = [_pen_stroke(rng) for _ in range(int(rng.integers(1, 4)))]
+        coords, features = render(strokes, scale=rng.uniform(3, field - 4), field=field)
+        samples.append(Sample(coords, features, i % 3, f"char{i}"))
+    return samples

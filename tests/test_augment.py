@@ -1,6 +1,8 @@
-"""sparsenet.augment: affine moves of sparse sites, merged duplicates, turned pen directions."""
+"""sparsenet.augment: affine moves of sparse sites, merged duplicates, turned pen directions;
+a batch moved at once gives exactly what its samples give one by one."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,10 +12,12 @@ from sparsenet.augment import (
     RandomAffine,
     RandomShift,
     apply_affine,
+    apply_affine_batch,
     direction_pairs,
     field_transform,
 )
 from sparsenet.shards import Sample
+from synthetic import characters
 
 FEATURES = ("dx", "dy", "ink")  # the Assamese "direction" encoding
 DIRECTIONS = direction_pairs(FEATURES)
@@ -155,3 +159,65 @@ def test_turned_strokes_stay_thin_and_connected(alpha):
         out = apply_affine(sample, rotation(alpha), np.zeros(2), (80, 80), DIRECTIONS)
         assert components(out.coords) == 1, step
         assert len(out.coords) <= 1.5 * 20, step  # a line, not a band
+
+
+def assert_same(got: Sample, want: Sample) -> None:
+    assert (got.label, got.sample_id) == (want.label, want.sample_id)
+    assert got.coords.dtype == want.coords.dtype and got.features.dtype == want.features.dtype
+    np.testing.assert_array_equal(got.coords, want.coords)
+    np.testing.assert_array_equal(got.features, want.features)
+
+
+@pytest.mark.parametrize("name", ["affine", "shift"])
+def test_a_batch_is_transformed_exactly_as_its_samples_one_by_one(name):
+    samples = characters(40, field=64, seed=1)  # 3 to 60 cells across
+    transform = field_transform((64, 64), (80, 80), FEATURES, name)
+    seeds = list(range(100, 140))
+    batch = transform.batch(samples, [np.random.default_rng(s) for s in seeds])
+    for sample, seed, out in zip(samples, seeds, batch):
+        assert_same(out, transform(sample, np.random.default_rng(seed)))
+    backwards = transform.batch(samples[::-1], [np.random.default_rng(s) for s in seeds[::-1]])
+    for out, again in zip(batch, backwards[::-1]):  # the company a sample keeps does not matter
+        assert_same(again, out)
+
+
+def test_odd_samples_in_one_batch_move_as_they_do_alone():
+    field = (40, 40)
+    big = characters(1, field=40, seed=5)[0]
+    cases = {  # name: (sample, a, t)
+        "one site": (Sample(np.array([[0, 39]], np.int32), np.array([[0.6, 0.8, 1.0]], np.float32), 1), rotation(1.0), [0.5, 3.0]),
+        "character": (big, 1.1 * rotation(-0.2), [1.5, -2.5]),
+        "leaves the field": (stroke((30, 20), (1, 1), 9), np.eye(2), [6.0, 0.0]),
+        "larger than the field": (stroke((2, 0), (0, 1), 30), 2.0 * np.eye(2), [0.0, 0.0]),
+        "shrinks onto shared sites": (stroke((4, 4), (0, 1), 12), 0.3 * np.eye(2), [0.0, 0.0]),
+        "enlarged diagonal": (stroke((5, 5), (1, -1), 5), 1.6 * rotation(0.3), [0.0, 0.0]),
+    }
+    samples = [replace(sample, sample_id=name) for name, (sample, _, _) in cases.items()]
+    a = np.stack([np.asarray(m, dtype=np.float64) for _, m, _ in cases.values()])
+    t = np.array([shift for _, _, shift in cases.values()])
+    batch = dict(zip(cases, apply_affine_batch(samples, a, t, field, DIRECTIONS)))
+    for sample, m, shift in zip(samples, a, t):
+        assert_same(batch[sample.sample_id], apply_affine(sample, m, shift, field, DIRECTIONS))
+    assert batch["leaves the field"].coords.max() == 39  # shifted back inside, not cut
+    assert len(batch["leaves the field"].coords) == 9
+    assert 0 < len(batch["larger than the field"].coords) < 60  # only the part inside stays
+    assert len(batch["shrinks onto shared sites"].coords) <= 5
+    assert len(batch["enlarged diagonal"].coords) > 5 and components(batch["enlarged diagonal"].coords) == 1
+
+
+def test_a_batch_names_the_sample_with_no_site_left():
+    kept = replace(stroke((5, 5), (0, 1), 3), sample_id="kept")
+    lost = replace(stroke((5, 0), (0, 1), 10), sample_id="lost")  # twice as wide as the field, moved off it
+    a, t = np.stack([np.eye(2), 2 * np.eye(2), np.eye(2)]), np.array([[0.0, 0.0], [0.0, 100.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match="sample 'lost': no site left inside the field 10x10"):
+        apply_affine_batch([kept, lost, kept], a, t, (10, 10))
+    with pytest.raises(ValueError, match="sample 'lost': no site left"):
+        apply_affine(lost, a[1], t[1], (10, 10))
+
+
+def test_a_batch_without_augmentation_only_places():
+    samples = characters(3, field=28, seed=2)
+    placed = field_transform((28, 28), (32, 32), FEATURES).batch(samples, [None] * 3)
+    for sample, out in zip(samples, placed):
+        np.testing.assert_array_equal(out.coords, sample.coords + 2)
+        assert out.features is sample.features

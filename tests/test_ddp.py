@@ -22,28 +22,56 @@ from sparsenet.config import TrainConfig
 CONFIG = dict(model="vgg-plain", epochs=2, batch_size=13, lr=0.05, lr_decay=0.1, augment="shift", seed=5, eval_batch_size=4)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """(two-rank run folder, one-process run folder), same data and config."""
-    root = tmp_path_factory.mktemp("ddp")
-    data = write_digit_shards(root / "data", train=26, test=10)
-    config = TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(root / "ddp"), procs=2))
+def spawn_run(config: TrainConfig) -> Path:
+    """Train ``config`` in two ranks started by ``distributed.spawn``; each saves its own ``rank<r>.pt``."""
     config.run_dir.mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", str(Path(__file__).parent))  # for ddp_rank
         distributed.spawn("ddp_rank:main", 2, json.dumps({"config": config.to_dict(), "resume": False, "command": ["test"]}))
+    return config.run_dir
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_digit_shards(tmp_path_factory.mktemp("ddp-data"), train=26, test=10)
+
+
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory):
+    """(two-rank run folder with BatchNorm over the global batch, one-process run folder), same data and config."""
+    root = tmp_path_factory.mktemp("ddp")
+    config = TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(root / "ddp"), procs=2, sync_batchnorm=True))
     single = training.train(config.replace(out=str(root / "single"), procs=1))
-    return config.run_dir, single
+    return spawn_run(config), single
 
 
-def test_ranks_hold_identical_parameters(runs):
-    ddp, _ = runs
-    rank0, rank1 = (torch.load(ddp / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+@pytest.fixture(scope="module")
+def local_bn_run(data, tmp_path_factory) -> Path:
+    """A two-rank run with the default per-rank BatchNorm."""
+    config = TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(tmp_path_factory.mktemp("local") / "run"), procs=2))
+    return spawn_run(config)
+
+
+def assert_identical_ranks(run: Path) -> None:
+    rank0, rank1 = (torch.load(run / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
-    saved = ckpt_io.load(ddp / "checkpoint.pt").model  # written by rank 0 only
+    saved = ckpt_io.load(run / "checkpoint.pt").model  # written by rank 0 only
     assert all(torch.equal(saved[key], rank0[key]) for key in rank0)
+
+
+def test_ranks_hold_identical_parameters(runs):
+    assert_identical_ranks(runs[0])
+
+
+def test_ranks_with_local_batchnorm_hold_identical_parameters_and_statistics(local_bn_run):
+    """Each rank normalises with its own share's statistics; the running statistics are averaged
+    over ranks at the end of every epoch, so the ranks (and the checkpoint) still agree exactly."""
+    assert_identical_ranks(local_bn_run)
+    history = ckpt_io.load(local_bn_run / "checkpoint.pt").history
+    assert [row["procs"] for row in history] == [2, 2]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
 def assert_close_runs(a: ckpt_io.Checkpoint, b: ckpt_io.Checkpoint) -> None:

@@ -274,3 +274,18 @@ def test_eval_keeps_the_runs_own_confusion_matrix(reference, strokes):
     result = evaluate(reference / "checkpoint.pt", strokes / "data")
     assert result["confusion_png"] == str(reference / "eval-checkpoint-confusion.png")
     assert (reference / "confusion.png").read_bytes() == before
+
+
+def test_repeated_testing_averages_augmented_copies_deterministically(reference, strokes):
+    plain = evaluate(reference / "checkpoint.pt", strokes / "data")
+    repeated = evaluate(reference / "checkpoint.pt", strokes / "data", repeats=3)
+    assert repeated["repeats"] == 3 and repeated["samples"] == plain["samples"]
+    assert repeated["loss"] != pytest.approx(plain["loss"], rel=1e-6)  # the distorted copies count
+    again = evaluate(reference / "checkpoint.pt", strokes / "data", repeats=3)
+    assert (again["loss"], again["top1_error"]) == (repeated["loss"], repeated["top1_error"])
+
+
+def test_repeated_testing_needs_a_run_trained_with_augmentation(strokes, tmp_path):
+    run = training.train(config(strokes / "data", tmp_path / "plain", epochs=1, augment="none"))
+    with pytest.raises(ValueError, match="without augmentation"):
+        evaluate(run / "checkpoint.pt", repeats=2)

@@ -51,7 +51,8 @@ class LayerFactory:
 
     def conv(self, cin: int, cout: int, k: int, stride: int = 1, *, bias: bool = True,
              key: str | None = None) -> nn.Module:
-        """Valid ``k x k`` convolution; ``key`` names its rulebook for a later ``inverse``."""
+        """Valid ``k x k`` convolution; ``key`` names its rulebook, which a later ``inverse`` and
+        a later ``conv`` or ``max_pool`` of the same geometry on the same sites reuse."""
         if self.sparse:
             return sc.SparseConv2d(cin, cout, k, stride, bias=bias, indice_key=key)
         return nn.Conv2d(cin, cout, k, stride, bias=bias)
@@ -68,10 +69,11 @@ class LayerFactory:
             return sc.SparseInverseConv2d(cin, cout, k, indice_key=key, bias=bias)
         return nn.ConvTranspose2d(cin, cout, k, stride, bias=bias)
 
-    def max_pool(self, k: int, stride: int) -> nn.Module:
-        """``k x k`` max-pooling; every family pools only after a ReLU (non-negative input)."""
+    def max_pool(self, k: int, stride: int, *, key: str | None = None) -> nn.Module:
+        """``k x k`` max-pooling; every family pools only after a ReLU (non-negative input).
+        ``key`` names its rulebook as for ``conv``."""
         if self.sparse:
-            return sc.SparseMaxPool2d(k, stride, nonnegative_input=True)
+            return sc.SparseMaxPool2d(k, stride, nonnegative_input=True, indice_key=key)
         return nn.MaxPool2d(k, stride)
 
     def batch_norm(self, channels: int) -> nn.Module:

@@ -81,9 +81,13 @@ class SparseSparsityInvariantConv2d(sc.SparseModule):
     """The sparsity-invariant convolution on spconv (sites = valid pixels).
 
     Features ``[N, in]`` -> ``[N', out]``: ``conv(x; W) / (active neighbours + eps) + b``; the
-    neighbour count is the same convolution of a ones feature with a fixed ones kernel (a buffer).
+    neighbour count is the same convolution of a ones feature with a fixed ones kernel (a buffer),
+    run on the rulebook the first one built (which stays private to the layer).
     ``weight`` is spconv's ``[out, k, k, in]``; :meth:`dense_weight` gives ``[out, in, k, k]``.
     """
+
+    RULEBOOK = "sparsity_invariant"
+    """The ``indice_key`` of the rulebook that ``conv`` builds and ``count`` reuses."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  *, submanifold: bool = False, eps: float = 1e-8) -> None:
@@ -95,8 +99,9 @@ class SparseSparsityInvariantConv2d(sc.SparseModule):
 
         def conv(cin: int, cout: int) -> sc.SubMConv2d | sc.SparseConv2d:
             if submanifold:
-                return sc.SubMConv2d(cin, cout, kernel_size, bias=False)
-            return sc.SparseConv2d(cin, cout, kernel_size, stride, kernel_size // 2, bias=False)
+                return sc.SubMConv2d(cin, cout, kernel_size, bias=False, indice_key=self.RULEBOOK)
+            return sc.SparseConv2d(cin, cout, kernel_size, stride, kernel_size // 2, bias=False,
+                                   indice_key=self.RULEBOOK)
 
         self.conv = conv(in_channels, out_channels)
         self.count = conv(1, 1)
@@ -114,10 +119,12 @@ class SparseSparsityInvariantConv2d(sc.SparseModule):
 
     def forward(self, x: sc.SparseConvTensor) -> sc.SparseConvTensor:
         y = self.conv(x)
-        count = self.count(x.replace_feature(x.features.new_ones(x.features.shape[0], 1)))
-        if not torch.equal(count.indices, y.indices):
-            raise RuntimeError("spconv produced different output sites for the same geometry")
-        return y.replace_feature(y.features / (count.features + self.eps) + self.bias)
+        ones = x.replace_feature(x.features.new_ones(x.features.shape[0], 1))
+        ones.indice_dict = y.indice_dict  # x's rulebooks and the one self.conv built
+        count = self.count(ones)
+        out = y.replace_feature(y.features / (count.features + self.eps) + self.bias)
+        out.indice_dict = {key: data for key, data in y.indice_dict.items() if key != self.RULEBOOK}
+        return out
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,11 @@ those of SparseConvNet's handwriting examples (``examples/Assamese_handwriting/V
 - ``"MP"``: 3x3 max-pooling with stride 2 (valid).
 
 Then a valid ``head`` convolution to 1x1 without bias, BatchNorm, ReLU, and a linear classifier.
-Submanifold convolutions at one scale share one rulebook (``indice_key``); each inverse conv
-reuses its branch's downsampling rulebook, so it restores exactly the input sites.
+Layers share rulebooks (``indice_key``, see :mod:`sparsenet.spconv_compat`), so one step builds one
+per scale and kind: the submanifold convolutions at scale ``s`` (including the branch convolutions
+that work at ``s`` from scale ``s - 1``) share ``subm{s}``; every 3x3 stride-2 operation from scale
+``s`` (the branch convolutions and the max-pool, all on the same sites) shares ``down{s}``, and each
+branch's inverse conv runs ``down{s}`` backwards, so it restores exactly the input sites.
 
 The dense twins use 'same' 3x3 convolutions for ``C`` and a transposed convolution for the
 inverse; they equal the sparse networks on a fully active input, not on a sparse one (a
@@ -61,21 +64,21 @@ def make_layers(factory: LayerFactory, spec: VggSpec, in_channels: int) -> tuple
     """Builds the trunk of ``spec``; returns it and its output width."""
     layers: list[nn.Module] = []
     channels, scale = in_channels, 0
-    for i, entry in enumerate(spec.layers):
+    for entry in spec.layers:
+        down = f"down{scale}"
         if entry == "MP":
-            layers.append(factory.max_pool(3, 2))
+            layers.append(factory.max_pool(3, 2, key=down))
             scale += 1
             continue
         planes, branch_planes = (entry, 0) if isinstance(entry, int) else entry
         layer = factory.subm(channels, planes, 3, bias=False, key=f"subm{scale}")
         if branch_planes:
-            key = f"down{i}"
             layer = factory.concat(layer, factory.sequential(
-                factory.conv(channels, branch_planes, 3, 2, bias=False, key=key),
+                factory.conv(channels, branch_planes, 3, 2, bias=False, key=down),
                 *_bn_relu(factory, branch_planes),
-                factory.subm(branch_planes, branch_planes, 3, bias=False),
+                factory.subm(branch_planes, branch_planes, 3, bias=False, key=f"subm{scale + 1}"),
                 *_bn_relu(factory, branch_planes),
-                factory.inverse(branch_planes, branch_planes, 3, 2, key=key, bias=False),
+                factory.inverse(branch_planes, branch_planes, 3, 2, key=down, bias=False),
             ))
         channels = planes + branch_planes
         layers += [layer, *_bn_relu(factory, channels)]

@@ -80,3 +80,18 @@ def compare() -> Callable[..., sc.SparseConvTensor]:
     """``compare(layer, x, dense_in, reference)``: forward and backward of a sparse layer against a
     dense reference at the active sites (see :func:`_compare`)."""
     return _compare
+
+
+@pytest.fixture
+def rulebook_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A one-element list counting calls of spconv's ``get_indice_pairs`` (the rulebook builder
+    that spconv's layers and :mod:`sparsenet.spconv_compat` both look up in ``spconv.pytorch.ops``)."""
+    builds = [0]
+    build = sc.spconv_ops.get_indice_pairs
+
+    def counted(*args: object, **kwargs: object) -> object:
+        builds[0] += 1
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(sc.spconv_ops, "get_indice_pairs", counted)
+    return builds

@@ -142,6 +142,88 @@ def test_concat_rejects_branches_on_different_sites(sample) -> None:
         concat(s.sparse)
 
 
+def carrying_rulebooks(x: sc.SparseConvTensor, source: sc.SparseConvTensor) -> sc.SparseConvTensor:
+    """``x`` with the rulebooks of ``source``, as a network passes them on from layer to layer."""
+    out = x.replace_feature(x.features)
+    out.indice_dict = dict(source.indice_dict)
+    return out
+
+
+def forward_backward(layer: torch.nn.Module, x: sc.SparseConvTensor) -> list[Tensor]:
+    """Output features, then the gradients of input features and parameters, for a fixed upstream."""
+    features = x.features.detach().clone().requires_grad_()
+    out = layer(x.replace_feature(features))
+    upstream = torch.randn(out.features.shape, dtype=out.features.dtype, generator=torch.Generator().manual_seed(1))
+    grads = torch.autograd.grad((out.features * upstream).sum(), [features, *layer.parameters()])
+    return [out.features.detach(), *grads]
+
+
+STRIDED: dict[str, Callable[[str | None], torch.nn.Module]] = {
+    "conv": lambda key: sc.SparseConv2d(3, 4, 3, 2, indice_key=key),
+    "pool": lambda key: sc.SparseMaxPool2d(3, 2, indice_key=key),
+    "pool-nonnegative": lambda key: sc.SparseMaxPool2d(3, 2, nonnegative_input=True, indice_key=key),
+}
+
+
+@pytest.mark.parametrize("builder", STRIDED)
+@pytest.mark.parametrize("reuser", STRIDED)
+def test_strided_layers_sharing_a_key_build_one_rulebook(sample, compare, rulebook_builds, builder: str,
+                                                          reuser: str) -> None:
+    """A 3x3 stride-2 conv or pool reuses the rulebook of one before it: the same bits as building its
+    own, and the dense result at the output sites (positive inputs: the spconv pool is exact)."""
+    s = sample(2, 3, 11, 0.3)
+    x = s.sparse.replace_feature(s.sparse.features.abs() + 0.1)
+    dense = s.dense.abs() + 0.1 * s.mask
+    built = STRIDED[builder]("down").double()(x)
+    layer = STRIDED[reuser]("down").double()
+    shared_input = carrying_rulebooks(x, built)
+    if reuser == "conv":
+        out = compare(layer, shared_input, dense, lambda d: F.conv2d(d, layer.dense_weight(), layer.bias, 2))
+    else:
+        out = compare(layer, shared_input, dense, lambda d: F.max_pool2d(d, 3, 2))
+    assert rulebook_builds[0] == 1
+    assert out.indices is built.indices and out.indice_dict["down"] is built.indice_dict["down"]
+    shared = forward_backward(layer, shared_input)
+    own = forward_backward(layer, x)
+    assert rulebook_builds[0] == 2
+    assert all(torch.equal(a, b) for a, b in zip(shared, own, strict=True))
+
+
+@pytest.mark.parametrize("second,other,message", [
+    (lambda: sc.SparseMaxPool2d(2, 2, indice_key="k"), {}, r"rulebook of kernel \[3, 3\].*has kernel \[2, 2\]"),
+    (lambda: sc.SparseConv2d(3, 3, 3, 1, indice_key="k"), {}, r"stride \[2, 2\].*stride \[1, 1\]"),
+    (lambda: sc.SparseConv2d(3, 3, 3, 2, 1, indice_key="k"), {}, r"padding \[0, 0\].*padding \[1, 1\]"),
+    (lambda: sc.SparseMaxPool2d(3, 2, indice_key="k"), {"seed": 1}, "other input sites"),
+    (lambda: sc.SparseMaxPool2d(3, 2, indice_key="k"), {"size": 13}, r"11x11 grid.*13x13 grid"),
+])
+def test_a_key_shared_by_mismatching_layers_is_refused(sample, second: Callable[[], torch.nn.Module],
+                                                        other: dict, message: str) -> None:
+    first = sc.SparseConv2d(3, 3, 3, 2, indice_key="k")(sample(2, 3, 11, 0.3, dtype=torch.float32).sparse)
+    x = sample(2, 3, other.get("size", 11), 0.3, seed=other.get("seed", 0), dtype=torch.float32).sparse
+    with pytest.raises(ValueError, match=message):
+        second()(carrying_rulebooks(x, first))
+
+
+def test_a_strided_layer_refuses_a_submanifold_key(sample) -> None:
+    s = sample(1, 3, 11, 0.3, dtype=torch.float32)
+    subm = sc.SubMConv2d(3, 3, 3, indice_key="k")(s.sparse)
+    with pytest.raises(ValueError, match="submanifold"):
+        sc.SparseConv2d(3, 3, 3, 2, indice_key="k")(subm)
+
+
+def test_concat_passes_on_the_rulebooks_of_every_branch(sample) -> None:
+    s = sample(1, 2, 11, 0.3, dtype=torch.float32)
+    branch = sc.SparseSequential(
+        sc.SparseConv2d(2, 2, 3, 2, indice_key="down"),
+        sc.SubMConv2d(2, 2, 3, indice_key="low"),
+        sc.SparseInverseConv2d(2, 2, 3, indice_key="down"),
+    )
+    out = sc.Concat(sc.SubMConv2d(2, 2, 3, indice_key="high"), branch)(s.sparse)
+    assert set(out.indice_dict) == {"high", "down", "low"}
+    pooled = sc.SparseMaxPool2d(3, 2, indice_key="down")(out)
+    assert pooled.indices is out.indice_dict["down"].out_indices
+
+
 LAYERS: dict[str, Callable[[], torch.nn.Module]] = {
     "conv": lambda: sc.SparseConv2d(16, 16, 3),
     "submanifold": lambda: sc.SubMConv2d(16, 16, 3),

@@ -94,6 +94,15 @@ def test_submanifold_spconv_form_keeps_the_valid_pixels(sample, compare) -> None
     assert torch.equal(out.indices, s.sparse.indices)
 
 
+@pytest.mark.parametrize("submanifold", [False, True])
+def test_spconv_form_builds_one_rulebook_and_keeps_it_private(sample, rulebook_builds, submanifold: bool) -> None:
+    """The neighbour count runs on the rulebook of the convolution, which later layers do not see."""
+    s = sample(2, 3, 11, 0.2, dtype=torch.float32)
+    out = SparseSparsityInvariantConv2d(3, 4, 3, submanifold=submanifold)(s.sparse)
+    assert rulebook_builds[0] == 1
+    assert out.indice_dict == {}
+
+
 def test_mnist_net_on_spconv_equals_the_dense_mask_net(sample) -> None:
     """The seed's layers with the paper's zero-initialised biases: invalid pixels stay 0 in both."""
     dense_mask, sparse = models.build("sinet-mnist"), models.build("sinet-mnist-sparse")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -89,6 +91,43 @@ def test_rulebooks_are_shared_per_scale(sample) -> None:
     assert second.indice_dict["subm0"] is first.indice_dict["subm0"]
     keys = [m.conv.indice_key for m in model.modules() if isinstance(m, sc.SubMConv2d)]
     assert keys.count("subm0") == 2 and keys.count("subm2") == 2
+    assert keys.count("subm3") == 4 and keys.count("subm4") == 2  # main path and branches
+    pools = [m.indice_key for m in model.modules() if isinstance(m, sc.SparseMaxPool2d)]
+    assert pools == ["down0", "down1", "down2", "down3"]
+    branches = [m.conv.indice_key for m in model.modules() if isinstance(m, (sc.SparseConv2d, sc.SparseInverseConv2d))]
+    assert branches == ["down2", "down2"] * 2 + ["down3", "down3"] * 2 + [None]  # conv and inverse; head
+
+
+def without_shared_rulebooks(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` in which every layer builds its own rulebook, except each branch's inverse
+    conv, which needs the rulebook of its branch's downsampling conv (a key private to the branch)."""
+    clone = copy.deepcopy(model)
+    for name, module in clone.named_modules():
+        if isinstance(module, sc.SparseMaxPool2d):
+            module.indice_key = None
+        elif isinstance(module, sc.SubMConv2d):
+            module.conv.indice_key = None
+        elif isinstance(module, (sc.SparseConv2d, sc.SparseInverseConv2d)) and module.conv.indice_key is not None:
+            module.conv.indice_key = name.rsplit(".", 1)[0]
+    return clone
+
+
+def test_one_rulebook_per_scale_and_kind_gives_the_same_results(sample, rulebook_builds) -> None:
+    """One step builds subm0, down0, subm1, down1, subm2, down2, subm3, down3, subm4 and the head's
+    rulebook; outputs and gradients equal those of every layer building its own."""
+    torch.manual_seed(0)
+    shared = models.build("vgg").double()
+    unshared = without_shared_rulebooks(shared)
+    s = sample(3, 3, 95, 0.05)
+    results = []
+    for model, builds in ((shared, 10), (unshared, 21)):
+        rulebook_builds[0] = 0
+        logits = model(s.sparse)
+        grads = torch.autograd.grad(logits.square().sum(), list(model.parameters()))
+        assert rulebook_builds[0] == builds
+        results.append([logits, *grads])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_copy_to_dense_twin_rejects_a_different_network() -> None:
