@@ -1,9 +1,8 @@
 """Data-parallel training: torchrun or ``--procs N`` processes, one global batch.
 
 Every process (rank) runs the same training loop on its share of each global batch:
-``share(batch, rank, world)`` cuts the batch of B samples into ``world`` pieces whose sizes
-differ by at most one; given each sample's cost (its number of active sites) it deals them so
-that every piece costs about the same, since the ranks wait for the slowest at every step. Each rank scales its summed loss by ``world / B``, and
+``share(batch, rank, world)`` cuts the batch of B samples into ``world`` contiguous pieces
+whose sizes differ by at most one. Each rank scales its summed loss by ``world / B``, and
 DistributedDataParallel averages gradients over ranks, so the update equals that of one
 process on the whole batch: same global batch, same learning rate.
 
@@ -35,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -94,23 +92,10 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def share(batch: Sequence[int], rank: int, world: int, costs: np.ndarray | None = None) -> list[int]:
-    """Rank ``rank``'s piece of a global ``batch`` of sample indices; piece sizes differ by at most one.
-
-    Without ``costs`` the pieces are contiguous. With ``costs`` (indexed by sample index, e.g.
-    active sites per sample) samples are dealt largest first to the cheapest piece that still has
-    room, which balances the pieces' total cost; each piece keeps the batch's order.
-    """
+def share(batch: Sequence[int], rank: int, world: int) -> list[int]:
+    """Rank ``rank``'s contiguous piece of a global ``batch`` (sizes differ by at most one)."""
     n = len(batch)
-    if costs is None or world == 1:
-        return list(batch[rank * n // world : (rank + 1) * n // world])
-    room = [(r + 1) * n // world - r * n // world for r in range(world)]
-    load = [0] * world
-    owner = [0] * n
-    for position in sorted(range(n), key=lambda p: -int(costs[batch[p]])):
-        r = min((r for r in range(world) if room[r]), key=lambda r: load[r])
-        owner[position], room[r], load[r] = r, room[r] - 1, load[r] + int(costs[batch[position]])
-    return [batch[p] for p in range(n) if owner[p] == rank]
+    return list(batch[rank * n // world : (rank + 1) * n // world])
 
 
 def all_sum(tensor: torch.Tensor) -> torch.Tensor:

@@ -423,10 +423,6 @@ class ShardReader:
                 self._ids[k] = f["sample_ids"].asstr()[...] if "sample_ids" in f else np.array([""] * len(f["labels"]))
         return self._arrays[k]
 
-    def sizes(self) -> np.ndarray:
-        """int64 [len(self)]: the number of active sites of every sample (loads every shard)."""
-        return np.concatenate([np.diff(self._shard(k)["offsets"]) for k in range(len(self.files))]).astype(np.int64)
-
     def locate(self, index: int) -> tuple[int, int]:
         """(file number, row within that file) of sample ``index``."""
         if not -len(self) <= index < len(self):

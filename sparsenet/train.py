@@ -271,8 +271,7 @@ def _train_epoch(model, optimizer, train_set, batches, rank: Rank, device, worke
     network = model.module if hasattr(model, "module") else model
     totals = Tally(train_set.reader.meta.num_classes)
     watch = _Stopwatch()
-    costs = train_set.reader.sizes() if rank.world > 1 else None
-    shares = [distributed.share(batch, rank.rank, rank.world, costs) for batch in batches]
+    shares = [distributed.share(batch, rank.rank, rank.world) for batch in batches]
     bar = tqdm(total=len(batches), desc=desc, leave=False, disable=not (rank.main and sys.stderr.isatty()))
     for batch, global_size in zip(loader(train_set, shares, workers), map(len, batches)):
         batch = batch.to(device)

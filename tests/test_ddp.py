@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from synthetic import write_digit_shards
@@ -103,19 +102,6 @@ def test_share_splits_a_global_batch():
     shares = [distributed.share(batch, r, 2) for r in range(2)]
     assert shares == [[0, 1, 2], [3, 4, 5, 6]]
     assert sum((distributed.share(batch, r, 3) for r in range(3)), []) == batch
-
-
-def test_share_balances_the_cost_of_the_pieces():
-    costs = np.array([100, 1, 1, 1, 90, 2, 3, 50, 40, 5])
-    batch = list(range(10))
-    shares = [distributed.share(batch, r, 2, costs) for r in range(2)]
-    assert sorted(shares[0] + shares[1]) == batch and [len(s) for s in shares] == [5, 5]
-    assert all(s == sorted(s) for s in shares)  # the batch's order within each piece
-    totals = [int(costs[s].sum()) for s in shares]
-    contiguous = [int(costs[distributed.share(batch, r, 2)].sum()) for r in range(2)]
-    assert abs(totals[0] - totals[1]) <= 10 < abs(contiguous[0] - contiguous[1])
-    odd = [distributed.share(batch[:7], r, 3, costs) for r in range(3)]
-    assert sorted(sum(odd, [])) == batch[:7] and sorted(map(len, odd)) == [2, 2, 3]
 
 
 def default_sigint() -> None:
