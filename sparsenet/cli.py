@@ -359,13 +359,18 @@ def predict(checkpoint, inputs, top, device, as_json) -> None:
 
 @main.command("report", context_settings=CONTEXT, short_help="Compare runs: a table and error-vs-sparsity plot.")
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--test-on", "test_on", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also evaluate every run's final checkpoint on this dataset's test split (repeatable): "
+                   "ROOT/cross.md, cross.json, cross.png — train at one sparsity, test at the others.")
 @reports_errors
-def report(root) -> None:
+def report(root, test_on) -> None:
     """Summarise every run folder below ROOT into ROOT/report.md, and for runs on masked data
     (`sparsenet preprocess masked`) plot their final test error against sparsity (ROOT/sparsity.png)."""
-    from sparsenet.report import report
+    from sparsenet.report import cross_report, report
 
     click.echo(report(root).read_text(), nl=False)
+    if test_on:
+        click.echo(cross_report(root, list(test_on)).read_text(), nl=False)
 
 
 @main.command(context_settings=CONTEXT, short_help="Draw the active sites of every layer for one sample (Graham's Figure 1).")

@@ -146,6 +146,7 @@ def evaluate(
     batch_size: int | None = None,
     confusion_png: str | os.PathLike | None = None,
     repeats: int = 1,
+    plot: bool = True,
 ) -> dict[str, Any]:
     """Test error of a checkpoint (a file, or a run folder: its best.pt).
 
@@ -154,7 +155,7 @@ def evaluate(
     ``eval-<checkpoint stem>-confusion.png`` beside the checkpoint, so the run's own
     ``confusion.png`` is kept). Returns plain values: ``top1_error`` and
     ``top5_error`` (fractions), ``loss``, ``samples``, ``per_class_error`` {class: fraction},
-    ``checkpoint``, ``data``, ``epoch``, ``confusion_png``, ``repeats``. ``repeats > 1`` averages
+    ``checkpoint``, ``data``, ``epoch``, ``confusion_png`` (None with ``plot=False``), ``repeats``. ``repeats > 1`` averages
     over augmented copies (module docstring); it needs a run trained with augmentation.
     """
     if repeats < 1:
@@ -171,7 +172,8 @@ def evaluate(
     totals = repeated_tally(network, reader, field, ckpt.config.augment, repeats, size, dev, ckpt.data["num_classes"])
     names = class_names(ckpt.data)
     png = Path(confusion_png) if confusion_png is not None else ckpt.path.with_name(f"eval-{ckpt.path.stem}-confusion.png")
-    plot_confusion(totals.confusion, png, names, title=f"{ckpt.config.model} on {split} (epoch {ckpt.epoch})")
+    if plot:
+        plot_confusion(totals.confusion, png, names, title=f"{ckpt.config.model} on {split} (epoch {ckpt.epoch})")
     return {
         "checkpoint": str(ckpt.path),
         "data": str(split),
@@ -181,6 +183,6 @@ def evaluate(
         "top5_error": totals.top5_error,
         "loss": totals.loss,
         "per_class_error": {name: (None if np.isnan(e) else float(e)) for name, e in zip(names, totals.per_class_error())},
-        "confusion_png": str(png),
+        "confusion_png": str(png) if plot else None,
         "repeats": repeats,
     }

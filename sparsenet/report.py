@@ -6,6 +6,12 @@ error) and, when the runs' shards record a ``sparsity`` (``sparsenet preprocess 
 ``sparsity.png``: final test error against sparsity, one line per network (Uhrig et al.,
 3DV 2017, Table 3). The final epoch's error is the headline: picking the best epoch by test
 error would select on the test set.
+
+``cross_report(root, datasets)`` tests the paper's invariance claim: every run's final
+checkpoint is evaluated on the test split of every dataset in ``datasets`` (e.g. masked MNIST at
+each sparsity), giving ``cross.md`` (one table per network: rows the training sparsity, columns
+the test sparsity) and ``cross.png`` (test error against test sparsity, one line per training
+sparsity).
 """
 
 from __future__ import annotations
@@ -39,6 +45,68 @@ def collect(root: str | os.PathLike) -> list[dict[str, Any]]:
             "best_error": min(row["test_error"] for row in history),
         })
     return rows
+
+
+def _sparsity(data: str | os.PathLike) -> float | None:
+    from sparsenet.config import TEST_SPLIT, split_reader
+
+    params = split_reader(data, TEST_SPLIT).meta.params
+    return params.get("sparsity")
+
+
+def cross_evaluate(root: str | os.PathLike, datasets: list[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Test error of the final checkpoint of every run below ``root`` on every dataset's test split:
+    rows ``{model, run, train_sparsity, test_sparsity, data, top1_error}``."""
+    from sparsenet.evaluate import evaluate
+
+    sparsities = {str(data): _sparsity(data) for data in datasets}
+    plain = [data for data, sparsity in sparsities.items() if sparsity is None]
+    if plain:
+        raise ValueError(f"{', '.join(plain)}: no sparsity recorded; cross-evaluation takes `sparsenet preprocess masked` datasets")
+    rows = []
+    for run in collect(root):
+        if run["sparsity"] is None:
+            continue
+        checkpoint = Path(run["run"]) / "checkpoint.pt"
+        for data in datasets:
+            result = evaluate(checkpoint, data, plot=False)
+            rows.append({"model": run["model"], "run": run["run"], "train_sparsity": run["sparsity"],
+                         "test_sparsity": sparsities[str(data)], "data": str(data), "top1_error": result["top1_error"]})
+    return rows
+
+
+def cross_report(root: str | os.PathLike, datasets: list[str | os.PathLike]) -> Path:
+    """Write ``root/cross.md``, ``root/cross.json`` and ``root/cross.png`` (see the module docstring); return the table's path."""
+    root = Path(root)
+    rows = cross_evaluate(root, datasets)
+    if not rows:
+        raise ValueError(f"{root}: no run on masked data with a finished epoch below it")
+    (root / "cross.json").write_text(json.dumps(rows, indent=1) + "\n")
+    tests = sorted({r["test_sparsity"] for r in rows})
+    lines = []
+    plt = pyplot()
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False, sharey=True)
+    for model, ax in zip(models, axes[0]):
+        mine = [r for r in rows if r["model"] == model]
+        trains = sorted({r["train_sparsity"] for r in mine})
+        error = {(r["train_sparsity"], r["test_sparsity"]): 100 * r["top1_error"] for r in mine}
+        lines += [f"### {model}: test error (%), rows trained at, columns tested at sparsity", "",
+                  "| trained at | " + " | ".join(f"{t:g}" for t in tests) + " |",
+                  "|---:|" + "---:|" * len(tests)]
+        for train in trains:
+            cells = [f"**{error[train, t]:.2f}**" if t == train else f"{error[train, t]:.2f}" for t in tests]
+            lines.append(f"| {train:g} | " + " | ".join(cells) + " |")
+            ax.plot(tests, [error[train, t] for t in tests], marker="o", label=f"trained at {train:g}")
+        lines.append("")
+        ax.set(xlabel="test sparsity", ylabel="test error (%)", title=model)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, root / "cross.png")
+    table = root / "cross.md"
+    table.write_text("\n".join(lines))
+    return table
 
 
 def report(root: str | os.PathLike) -> Path:

@@ -204,7 +204,7 @@ def _run(config: TrainConfig, rank: Rank, resume: bool, command: list[str]) -> t
     if rank.world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         # BatchNorm statistics are averaged once per epoch (distributed.average_buffers), not sent every step
-        model = torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids, broadcast_buffers=False)
+        model = torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids, forward_sync_buffers=False)
     state.config = config
     if rank.main:
         _start_files(state, network, optimizer, resume, command)
