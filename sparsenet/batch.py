@@ -8,6 +8,8 @@ call to each network input kind: ``batch.sparse()`` (a ``spconv.pytorch.SparseCo
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -111,6 +113,7 @@ class ShardDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.seed = seed
         self.epoch = 0
+        self.seconds = {"load": 0.0, "augment": 0.0}  # spent in __getitems__ in this process
 
     @property
     def spatial_shape(self) -> tuple[int, int]:
@@ -133,15 +136,19 @@ class ShardDataset(torch.utils.data.Dataset):
         return self.transform(sample, self._rng(index))
 
     def __getitems__(self, indices: Sequence[int]) -> list[Sample]:
-        """``[self[i] for i in indices]``; torch's DataLoader fetches a batch with it."""
+        """``[self[i] for i in indices]``; torch's DataLoader fetches a batch with it. Adds the time
+        spent reading and transforming to :attr:`seconds` (``load``, ``augment``)."""
+        start = time.perf_counter()
         samples = [self.reader[i] for i in indices]
+        read = time.perf_counter()
+        self.seconds["load"] += read - start
         if self.transform is None:
             return samples
         rngs = [self._rng(i) for i in indices]
         batch = getattr(self.transform, "batch", None)
-        if batch is None:
-            return [self.transform(sample, rng) for sample, rng in zip(samples, rngs)]
-        return batch(samples, rngs)
+        out = [self.transform(sample, rng) for sample, rng in zip(samples, rngs)] if batch is None else batch(samples, rngs)
+        self.seconds["augment"] += time.perf_counter() - read
+        return out
 
     def collate(self, samples: Sequence[Sample]) -> SparseBatch:
         """:func:`collate` on this dataset's field (picklable for DataLoader workers)."""

@@ -11,7 +11,9 @@
 4. ``loading`` (:mod:`sparsenet.bench_pipeline`): conversion of the raw datasets, and reader +
    collate samples/s on one thread;
 5. ``efficiency`` (:mod:`sparsenet.bench_efficiency`): useful multiply-adds/s of each sparse
-   convolution against ``torch.mm`` on the same matrices.
+   convolution against ``torch.mm`` on the same matrices;
+6. ``parallel`` (:mod:`sparsenet.bench_parallel`): ``sparsenet train`` with ``--procs auto``
+   against ``--procs 1`` on the full Assamese training shards (issue 7).
 
 Every timing is a median over repeats, with min and max; two things compared (sparse and dense,
 loop and bare) run interleaved in one process, so a slow moment hits both, and each ratio is
@@ -40,6 +42,7 @@ from sparsenet.shards import Sample, ShardReader
 
 if TYPE_CHECKING:  # the other case modules import this one
     from sparsenet.bench_efficiency import EfficiencyResult
+    from sparsenet.bench_parallel import ParallelResult
     from sparsenet.bench_pipeline import LoadingResult, PipelineResult
 
 
@@ -78,6 +81,8 @@ class Settings:
     prep_repeats: int = 2  # full conversions of each raw dataset
     loader_repeats: int = 3
     threads: int = 2
+    parallel_epochs: int = 3  # epochs per data-parallel training run (the first is not timed)
+    parallel_rounds: int = 3  # runs of each --procs setting, taking turns
     seed: int = 0
 
     @classmethod
@@ -86,7 +91,7 @@ class Settings:
             return cls(threads=threads)
         return cls(quick=True, batch_size=4, repeats=2, warmup=1, growth_repeats=1, growth_fractions=(0.01, 0.2),
                    sinet_sparsities=(0.5,), pipeline_batches=2, pipeline_repeats=1, pipeline_workers=(0,),
-                   prep_repeats=1, loader_repeats=1, threads=threads)
+                   prep_repeats=1, loader_repeats=1, parallel_epochs=1, parallel_rounds=1, threads=threads)
 
 
 @contextmanager
@@ -309,6 +314,7 @@ class BenchResults:
     pipeline: list[PipelineResult] = field(default_factory=list)
     loading: list[LoadingResult] = field(default_factory=list)
     efficiency: list[EfficiencyResult] = field(default_factory=list)
+    parallel: list[ParallelResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -326,6 +332,7 @@ def run_bench(out: str | Path, workspace: Workspace | None = None, *, quick: boo
     start = time.perf_counter()
     with torch_threads(threads), tempfile.TemporaryDirectory(prefix="sparsenet-bench-") as tmp:
         from sparsenet.bench_efficiency import bench_efficiency  # imports spconv: after the threads are set
+        from sparsenet.bench_parallel import bench_parallel
         from sparsenet.bench_pipeline import bench_loading, bench_pipeline
         from sparsenet.bench_report import machine, write_report
 
@@ -339,6 +346,7 @@ def run_bench(out: str | Path, workspace: Workspace | None = None, *, quick: boo
             "pipeline": lambda: bench_pipeline(workspace, settings),
             "loading": lambda: bench_loading(workspace, settings, scratch / "loading"),
             "efficiency": lambda: bench_efficiency(workspace, settings),
+            "parallel": lambda: bench_parallel(workspace, settings, scratch / "parallel"),
         }
         for name, case in cases.items():
             log(f"bench: {name} ...")

@@ -357,6 +357,24 @@ def predict(checkpoint, inputs, top, device, as_json) -> None:
             click.echo(f"  {rank}. {guess['name']:>12} (class {guess['class']:>3})  {100 * guess['probability']:6.2f}%")
 
 
+@main.command("export", context_settings=CONTEXT, short_help="Ship a trained model: models/NAME.pt and models/index.json.")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The run's checkpoint (e.g. runs/assamese-vgg/checkpoint.pt).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write it, e.g. models/assamese-vgg.pt.")
+@click.option("--dataset", required=True, help="Dataset name for the index: assamese, mnist, masked-mnist-S, masked-caltech101-S.")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The shard folder to measure its test error on, as `make preprocess` leaves it (e.g. data/assamese).")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Also record the test error with test-time augmentation (eval --repeats).")
+@reports_errors
+def export_model(checkpoint, out, dataset, data, repeats) -> None:
+    """Copy a checkpoint without its optimizer state (at most 2 MB), measure its test error and
+    record file, dataset, data, top1_error, sha256 and the training command in index.json beside it."""
+    from sparsenet.zoo import export
+
+    click.echo(json.dumps(export(checkpoint, out, dataset=dataset, data=data, repeats=repeats), indent=1))
+
+
 @main.command("report", context_settings=CONTEXT, short_help="Compare runs: a table and error-vs-sparsity plot.")
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--test-on", "test_on", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),

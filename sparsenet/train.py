@@ -264,13 +264,16 @@ def _epoch(config, rank, model, network, optimizer, train_set, test_set, test_ba
 
 
 def _train_epoch(model, optimizer, train_set, batches, rank: Rank, device, workers: int, desc: str) -> tuple[Tally, dict]:
-    """One pass over this rank's share of ``batches``; returns (train tally, seconds per stage)."""
+    """One pass over this rank's share of ``batches``; returns (train tally, seconds per stage: ``data``
+    (waiting for batches), ``forward``, ``backward``, ``step``, and without loader workers ``data``'s
+    parts ``load``, ``augment``, ``collate``)."""
     from tqdm import tqdm
 
     model.train()
     network = model.module if hasattr(model, "module") else model
     totals = Tally(train_set.reader.meta.num_classes)
     watch = _Stopwatch()
+    before = dict(train_set.seconds)
     shares = [distributed.share(batch, rank.rank, rank.world) for batch in batches]
     bar = tqdm(total=len(batches), desc=desc, leave=False, disable=not (rank.main and sys.stderr.isatty()))
     for batch, global_size in zip(loader(train_set, shares, workers), map(len, batches)):
@@ -289,6 +292,9 @@ def _train_epoch(model, optimizer, train_set, batches, rank: Rank, device, worke
         bar.update()
         bar.set_postfix(loss=f"{loss_value / len(batch.labels):.3f}", refresh=False)
     bar.close()
+    if workers == 0:  # the loader ran here: split its time into reading, augmenting and the rest (collate)
+        load, augment = (train_set.seconds[stage] - before[stage] for stage in ("load", "augment"))
+        watch.seconds.update(load=load, augment=augment, collate=watch.seconds["data"] - load - augment)
     return totals, watch.seconds
 
 

@@ -1,0 +1,90 @@
+"""Shipped models: `sparsenet export` writes small checkpoints and models/index.json; every shipped
+model is intact and reproduces its indexed test error on shards rebuilt from the raw data."""
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from synthetic import write_digit_shards
+
+from sparsenet import checkpoint as ckpt_io
+from sparsenet import train as training
+from sparsenet import zoo
+from sparsenet.cli import main
+from sparsenet.config import TrainConfig
+from sparsenet.evaluate import evaluate
+from sparsenet.shards import ShardReader
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = zoo.read_index(REPO / "models")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("zoo")
+    data = write_digit_shards(root / "digits")
+    config = TrainConfig(data=str(data), out=str(root / "run"), model="deepcnet", model_kwargs={"l": 2, "k": 4},
+                         epochs=1, batch_size=6, augment="shift", procs=1)
+    return training.train(config)
+
+
+def test_export_drops_the_optimizer_and_indexes_the_measured_error(run, tmp_path):
+    entry = zoo.export(run / "checkpoint.pt", tmp_path / "models" / "tiny.pt", dataset="mnist",
+                       data=Path(json.loads((run / "config.json").read_text())["config"]["data"]), repeats=3)
+    shipped = ckpt_io.load(tmp_path / "models" / "tiny.pt")
+    assert shipped.optimizer == {} and shipped.epoch == 1
+    original = ckpt_io.load(run / "checkpoint.pt")
+    assert all(torch.equal(shipped.model[k], v) for k, v in original.model.items())
+    assert entry["sha256"] == zoo.sha256(tmp_path / "models" / "tiny.pt")
+    assert entry["top1_error"] == evaluate(run / "checkpoint.pt", plot=False)["top1_error"]
+    assert entry["repeats"] == 3 and 0 <= entry["repeated_top1_error"] <= 1
+    assert zoo.read_index(tmp_path / "models") == [entry]
+    again = zoo.export(run / "checkpoint.pt", tmp_path / "models" / "tiny.pt", dataset="mnist", data=entry["data"])
+    assert zoo.read_index(tmp_path / "models") == [again]  # replaced, not duplicated
+
+
+def test_export_refuses_a_model_over_the_size_limit(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "MAX_BYTES", 1000)
+    result = CliRunner().invoke(main, ["export", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(tmp_path / "big.pt"),
+                                       "--dataset", "mnist", "--data", str(tmp_path.parent)])
+    assert result.exit_code == 1 and "shipped models are at most 1,000" in result.output
+    assert not (tmp_path / "big.pt").exists() and not (tmp_path / "index.json").exists()
+
+
+def test_the_index_lists_the_shipped_files():
+    assert SHIPPED, "models/index.json lists no model"
+    assert sorted(e["file"] for e in SHIPPED) == sorted(p.name for p in (REPO / "models").glob("*.pt"))
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=[e["file"] for e in SHIPPED])
+def test_shipped_model_is_intact_and_small(entry):
+    path = REPO / "models" / entry["file"]
+    assert path.stat().st_size == entry["bytes"] <= zoo.MAX_BYTES
+    assert zoo.sha256(path) == entry["sha256"]
+    assert ckpt_io.load(path).config.model == entry["model"]
+    assert entry["command"].startswith("sparsenet train")
+
+
+def preprocess_command(dataset: str, out: Path) -> list[str]:
+    """The `make preprocess` conversion of ``dataset`` (default options) into ``out``."""
+    if dataset.startswith("masked-"):
+        name, sparsity = dataset[len("masked-"):].rsplit("-", 1)
+        return ["preprocess", "masked", "--dataset", name, "--sparsity", sparsity, "--out", str(out)]
+    return ["preprocess", dataset, "--out", str(out)]
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=[e["file"] for e in SHIPPED])
+def test_shipped_model_reproduces_its_test_error(entry, raw_data, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SPARSENET_RAW", str(raw_data))
+    shards = tmp_path_factory.mktemp("shipped") / Path(entry["data"]).name
+    result = CliRunner().invoke(main, preprocess_command(entry["dataset"], shards))
+    assert result.exit_code == 0, result.output
+    model = ckpt_io.load(REPO / "models" / entry["file"])
+    assert ckpt_io.data_info(ShardReader(shards / "test").meta)["params"] == model.data["params"]  # the same conversion
+    result = CliRunner().invoke(main, ["eval", "--checkpoint", str(REPO / "models" / entry["file"]), "--data", str(shards), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["top1_error"] == entry["top1_error"]
+    assert shlex.split(entry["command"])[:2] == ["sparsenet", "train"]
