@@ -61,7 +61,10 @@ def test_run_leaves_config_metrics_plots_and_checkpoints(reference, strokes):
     for key in ("train_loss", "train_error", "test_loss", "test_error", "test_top5_error", "lr", "seconds", "samples_per_s"):
         assert all(isinstance(r[key], float) and math.isfinite(r[key]) for r in rows), key
     assert rows[1]["lr"] == pytest.approx(0.1 * math.exp(-0.1))
-    assert set(rows[0]["profile"]) == {"data", "forward", "backward", "step"}
+    profile = rows[0]["profile"]
+    assert set(profile) == {"data", "forward", "backward", "step", "load", "augment", "collate"}
+    assert profile["load"] + profile["augment"] + profile["collate"] == pytest.approx(profile["data"])
+    assert profile["augment"] > 0  # the run augments (affine)
     record = json.loads((reference / "config.json").read_text())
     assert TrainConfig.from_dict(record["config"]) == config(strokes / "data", strokes / "reference")
     assert {"torch", "spconv", "numpy", "python", "sparsenet"} <= set(record["versions"])
