@@ -16,7 +16,8 @@ added between them, so strokes stay connected without getting thicker.
   rotation by up to ±0.2, translation by up to ±8 cells) plus Graham's per-axis stretch.
 * ``shift``: integer translations by up to ±2 cells, Graham's MNIST augmentation
   (arXiv:1409.6070, section 4).
-* ``none``: nothing; evaluation never augments.
+* ``none``: nothing. Training's test pass never augments; ``sparsenet eval --repeats R`` does
+  (test-time augmentation).
 
 Everything is a function of the ``Generator`` passed in, so a sample's augmentation is
 reproducible (see :class:`sparsenet.batch.ShardDataset`).
@@ -233,9 +234,14 @@ def apply_affine_batch(
     ``a`` float [B, 2, 2] and ``t`` float [B, 2] act on (y, x). The sites of all samples are
     moved, filled in, shifted and merged together; each result is exactly what the sample
     alone gives. Returns samples whose coords are unique and inside ``field``; raises
-    ``ValueError`` naming the first sample of which no site would remain.
+    ``ValueError`` naming the first sample of which no site would remain, or one without sites.
+    Each result has coords int32 [m_b, 2] and features float32 [m_b, C].
     """
+    if not samples:
+        return []
     sizes = np.array([len(s.coords) for s in samples], dtype=np.int64)
+    if not sizes.all():
+        raise ValueError(f"sample {samples[int(np.flatnonzero(sizes == 0)[0])].sample_id!r} has no sites")
     coords = np.concatenate([s.coords.T for s in samples], axis=1)
     features = np.concatenate([s.features.T for s in samples], axis=1).astype(np.float64)
     moved, features, sizes = _fill_gaps(coords, sizes, _move(coords, sizes, a, t), features)
@@ -301,8 +307,10 @@ class FieldTransform:
             samples = [replace(sample, coords=sample.coords + offset) for sample in samples]
         if self.augmentation is None:
             return list(samples)
-        if any(rng is None for rng in rngs):
-            raise ValueError("augmentation needs a numpy Generator")
+        if len(rngs) != len(samples) or any(rng is None for rng in rngs):
+            raise ValueError(f"augmentation needs one numpy Generator per sample; got {len(rngs)} for {len(samples)} samples")
+        if not samples:
+            return []
         a, t = zip(*(self.augmentation.draw(rng) for rng in rngs))
         return apply_affine_batch(samples, np.stack(a), np.stack(t), self.field, self.directions)
 

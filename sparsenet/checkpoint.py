@@ -164,7 +164,9 @@ def load(path: str | os.PathLike) -> Checkpoint:
     if missing:
         raise CheckpointError(path, f"entries missing: {', '.join(missing)}")
     try:
-        config = TrainConfig.from_json(raw["config"])
+        values = json.loads(raw["config"])
+        values.setdefault("sync_batchnorm", True)  # written before per-rank BatchNorm existed: ranks always synced
+        config = TrainConfig.from_dict(values)
     except (TypeError, ValueError) as err:
         raise CheckpointError(path, f"stored config is invalid ({err})") from None
     return Checkpoint(

@@ -309,7 +309,7 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (top1_error, top5_error, per_class_error, ...).")
 @reports_errors
 def evaluate(checkpoint, data, confusion, batch_size, device, repeats, as_json) -> None:
-    """Evaluate CHECKPOINT on the test split, without augmentation.
+    """Evaluate CHECKPOINT on the test split, without augmentation unless --repeats > 1.
 
     Prints the top-1 and top-5 test error, the error of every class that has one, and writes
     the confusion matrix as a PNG.

@@ -46,7 +46,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum (Adam: beta1)
     nesterov: bool = True  # Nesterov momentum for SGD
     weight_decay: float = 1e-4  # L2 penalty, coupled as in torch.optim
-    augment: str = "none"  # a name from sparsenet.augment.AUGMENTATIONS; never applied at test time
+    augment: str = "none"  # a name from sparsenet.augment.AUGMENTATIONS; at test time only by `eval --repeats`
     seed: int = 0  # model init, sample order, augmentation and dropout all derive from it
     device: str = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
     procs: int | str = "auto"  # data-parallel processes `train` starts itself: N, or "auto" (see distributed.resolve_procs)

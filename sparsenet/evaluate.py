@@ -1,7 +1,7 @@
 """Networks from configs and checkpoints, and their test error: ``sparsenet eval``.
 
 ``evaluate("runs/assamese-vgg/best.pt", "data/assamese")`` rebuilds the network recorded in
-the checkpoint, runs it (eval mode, no augmentation) over the test split and returns the
+the checkpoint, runs it (eval mode; no augmentation unless ``repeats > 1``) over the test split and returns the
 top-1 and top-5 error, the loss, per-class errors, and writes a confusion-matrix PNG. The
 helpers here (:func:`build_network`, :func:`loader`, :func:`tally`) are the ones training uses.
 
@@ -116,8 +116,11 @@ def log_probabilities(network: torch.nn.Module, batches: torch.utils.data.DataLo
 
 def repeated_tally(network: torch.nn.Module, reader: ShardReader, field: tuple[int, int], augment: str,
                    repeats: int, batch_size: int, device: torch.device, num_classes: int) -> Tally:
-    """Tally of the mean class probabilities over ``repeats`` passes of ``reader``'s samples: the
-    first undistorted, the others with augmentation ``augment`` (see the module docstring)."""
+    """Tally over the N samples of ``reader`` of the mean class probabilities [N, K] over ``repeats``
+    passes: the first undistorted, the others with augmentation ``augment`` (module docstring).
+    Its loss is the negative log of the mean probability of the true class, summed."""
+    if len(reader) == 0:
+        raise ValueError(f"{reader.files[0].parent}: no test samples")
     passes = []
     for r in range(repeats):
         data = dataset(reader, field, augment if r else "none", seed=TTA_SEED)

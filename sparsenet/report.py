@@ -9,7 +9,7 @@ error would select on the test set.
 
 ``cross_report(root, datasets)`` tests the paper's invariance claim: every run's final
 checkpoint is evaluated on the test split of every dataset in ``datasets`` (e.g. masked MNIST at
-each sparsity), giving ``cross.md`` (one table per network: rows the training sparsity, columns
+each sparsity), giving ``cross.json`` (every evaluation), ``cross.md`` (one table per network: rows the training sparsity, columns
 the test sparsity) and ``cross.png`` (test error against test sparsity, one line per training
 sparsity).
 """
@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sparsenet.checkpoint import CHECKPOINT
 from sparsenet.metrics import pyplot, save_figure
 from sparsenet.train import CONFIG_JSON, METRICS
 
@@ -48,6 +49,7 @@ def collect(root: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _sparsity(data: str | os.PathLike) -> float | None:
+    """The ``sparsity`` recorded in ``data``'s test shards (``sparsenet preprocess masked``), or None."""
     from sparsenet.config import TEST_SPLIT, split_reader
 
     params = split_reader(data, TEST_SPLIT).meta.params
@@ -56,7 +58,7 @@ def _sparsity(data: str | os.PathLike) -> float | None:
 
 def cross_evaluate(root: str | os.PathLike, datasets: list[str | os.PathLike]) -> list[dict[str, Any]]:
     """Test error of the final checkpoint of every run below ``root`` on every dataset's test split:
-    rows ``{model, run, train_sparsity, test_sparsity, data, top1_error}``."""
+    rows ``{model, run, epoch, train_sparsity, test_sparsity, data, top1_error}``; runs not on masked data are left out."""
     from sparsenet.evaluate import evaluate
 
     sparsities = {str(data): _sparsity(data) for data in datasets}
@@ -67,10 +69,10 @@ def cross_evaluate(root: str | os.PathLike, datasets: list[str | os.PathLike]) -
     for run in collect(root):
         if run["sparsity"] is None:
             continue
-        checkpoint = Path(run["run"]) / "checkpoint.pt"
+        checkpoint = Path(run["run"]) / CHECKPOINT
         for data in datasets:
             result = evaluate(checkpoint, data, plot=False)
-            rows.append({"model": run["model"], "run": run["run"], "train_sparsity": run["sparsity"],
+            rows.append({"model": run["model"], "run": run["run"], "epoch": result["epoch"], "train_sparsity": run["sparsity"],
                          "test_sparsity": sparsities[str(data)], "data": str(data), "top1_error": result["top1_error"]})
     return rows
 
@@ -89,15 +91,16 @@ def cross_report(root: str | os.PathLike, datasets: list[str | os.PathLike]) -> 
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False, sharey=True)
     for model, ax in zip(models, axes[0]):
         mine = [r for r in rows if r["model"] == model]
-        trains = sorted({r["train_sparsity"] for r in mine})
-        error = {(r["train_sparsity"], r["test_sparsity"]): 100 * r["top1_error"] for r in mine}
+        runs = sorted({(r["train_sparsity"], r["run"]) for r in mine})
+        error = {(r["run"], r["test_sparsity"]): 100 * r["top1_error"] for r in mine}
+        epochs = {r["run"]: r["epoch"] for r in mine}
         lines += [f"### {model}: test error (%), rows trained at, columns tested at sparsity", "",
-                  "| trained at | " + " | ".join(f"{t:g}" for t in tests) + " |",
-                  "|---:|" + "---:|" * len(tests)]
-        for train in trains:
-            cells = [f"**{error[train, t]:.2f}**" if t == train else f"{error[train, t]:.2f}" for t in tests]
-            lines.append(f"| {train:g} | " + " | ".join(cells) + " |")
-            ax.plot(tests, [error[train, t] for t in tests], marker="o", label=f"trained at {train:g}")
+                  "| trained at | run (epochs) | " + " | ".join(f"{t:g}" for t in tests) + " |",
+                  "|---:|---|" + "---:|" * len(tests)]
+        for train, run in runs:
+            cells = [f"**{error[run, t]:.2f}**" if t == train else f"{error[run, t]:.2f}" for t in tests]
+            lines.append(f"| {train:g} | {Path(run).name} ({epochs[run]}) | " + " | ".join(cells) + " |")
+            ax.plot(tests, [error[run, t] for t in tests], marker="o", label=f"trained at {train:g}")
         lines.append("")
         ax.set(xlabel="test sparsity", ylabel="test error (%)", title=model)
         ax.grid(alpha=0.3)

@@ -17,12 +17,14 @@ Resume and determinism
     is bit-identical to an uninterrupted one (``tests/test_train.py`` checks it). Sources of
     nondeterminism left: a different torch thread count or CPU (BLAS blocking changes float
     rounding), CUDA kernels (scatter-adds with atomics in spconv and torch), and the process
-    count: ``--procs N`` splits each batch, so float sums are added in another order.
+    count: ``--procs N`` splits each batch, which with per-rank BatchNorm (the default) changes the
+    normalisation statistics, so results differ beyond float rounding; with ``sync_batchnorm`` only
+    the order of float sums changes. ``procs="auto"`` is recorded as the number it resolved to.
 
 Data parallelism
     Under ``torchrun`` or with ``procs > 1`` every rank takes its share of each global batch
     (:mod:`sparsenet.distributed`); rank 0 alone writes files. ``procs`` and ``device`` may
-    change on resume; the global batch, and so the result up to float rounding, do not.
+    change on resume; the global batch does not.
 """
 
 from __future__ import annotations
@@ -144,6 +146,11 @@ def resume(run_dir: str | Path, **changes: Any) -> Path:
 def _launch(config: TrainConfig, resume: bool) -> Path:
     rank = Rank.from_env()
     procs = distributed.resolve_procs(config.procs, resolve_device(config.device), config.batch_size) if rank.world == 1 else 1
+    if rank.world == 1 and config.procs == "auto":
+        config = config.replace(procs=procs)  # config.json and checkpoints record the count used: it shapes BatchNorm
+    if procs > 1 and not config.sync_batchnorm and config.batch_size // procs < 2:
+        raise ValueError(f"--procs {procs} leaves a process {config.batch_size // procs} sample(s) of a batch of "
+                         f"{config.batch_size}; per-rank BatchNorm needs at least 2 (use fewer processes or --sync-batchnorm)")
     try:
         if procs > 1:
             _setup(config, Rank())  # report bad data or models here, not from a child

@@ -221,3 +221,7 @@ def test_a_batch_without_augmentation_only_places():
     for sample, out in zip(samples, placed):
         np.testing.assert_array_equal(out.coords, sample.coords + 2)
         assert out.features is sample.features
+
+
+def test_an_empty_batch_gives_an_empty_batch():
+    assert apply_affine_batch([], np.zeros((0, 2, 2)), np.zeros((0, 2)), (8, 8)) == []

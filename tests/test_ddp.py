@@ -130,3 +130,25 @@ def test_ctrl_c_stops_every_rank_and_leaves_a_resumable_run(tmp_path):
     assert 1 <= done < 1000
     training.resume(run, epochs=done + 1, procs=1)
     assert ckpt_io.load(run / "checkpoint.pt").epoch == done + 1
+
+
+def test_per_rank_batchnorm_needs_two_samples_per_process(data, tmp_path):
+    config = TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(tmp_path / "run"), procs=2, batch_size=3))
+    with pytest.raises(ValueError, match="per-rank BatchNorm needs at least 2"):
+        training.train(config)
+
+
+def test_auto_is_recorded_as_the_process_count_it_resolved_to(data, tmp_path):
+    run = training.train(TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(tmp_path / "run"), procs="auto", epochs=1)))
+    assert ckpt_io.load(run / "checkpoint.pt").config.procs == 1  # a batch of 13 leaves no 16 samples for a second process
+    assert json.loads((run / "config.json").read_text())["config"]["procs"] == 1
+
+
+def test_checkpoints_from_before_per_rank_batchnorm_resume_synced(data, tmp_path):
+    run = training.train(TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(tmp_path / "run"), procs=1, epochs=1)))
+    payload = torch.load(run / "checkpoint.pt", weights_only=True)
+    old = json.loads(payload["config"])
+    del old["sync_batchnorm"]
+    payload["config"] = json.dumps(old)
+    torch.save(payload, run / "checkpoint.pt")
+    assert ckpt_io.load(run / "checkpoint.pt").config.sync_batchnorm is True

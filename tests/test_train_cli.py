@@ -134,8 +134,6 @@ def test_option_choices_match_the_library():
 def test_report_tests_every_run_at_every_sparsity(mnist_dir, tmp_path):
     """Train at one sparsity, test at the others: the diagonal is each run's own test error."""
     from preprocess import masked
-    from sparsenet.report import cross_report
-
     datasets = []
     for sparsity in (0.25, 0.75):
         masked.convert("mnist", mnist_dir, tmp_path / f"masked-{sparsity}", sparsity=sparsity, seed=0)
@@ -143,7 +141,8 @@ def test_report_tests_every_run_at_every_sparsity(mnist_dir, tmp_path):
         result = invoke("train", "--data", datasets[-1], "--out", tmp_path / "runs" / f"sinet-{sparsity}", "--model", "sinet-mnist",
                         "--epochs", 1, "--batch-size", 4, "--procs", 1)
         assert result.exit_code == 0, result.output
-    cross_report(tmp_path / "runs", datasets)
+    result = invoke("report", tmp_path / "runs", *(a for d in datasets for a in ("--test-on", d)))
+    assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "runs" / "cross.json").read_text())
     assert sorted((r["train_sparsity"], r["test_sparsity"]) for r in rows) == [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)]
     for row in rows:
@@ -151,6 +150,6 @@ def test_report_tests_every_run_at_every_sparsity(mnist_dir, tmp_path):
             own = json.loads((tmp_path / "runs" / f"sinet-{row['train_sparsity']}" / "metrics.jsonl").read_text().splitlines()[-1])
             assert row["top1_error"] == pytest.approx(own["test_error"])
     table = (tmp_path / "runs" / "cross.md").read_text()
-    assert "| 0.25 | **" in table and (tmp_path / "runs" / "cross.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| 0.25 | sinet-0.25 (1) | **" in table and (tmp_path / "runs" / "cross.png").read_bytes()[:4] == b"\x89PNG"
     result = invoke("report", tmp_path / "runs", "--test-on", write_digit_shards(tmp_path / "plain"))
     assert result.exit_code == 1 and "no sparsity recorded" in result.output
