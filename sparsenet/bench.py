@@ -75,6 +75,8 @@ class Settings:
     growth_repeats: int = 3  # repeats per point of the cost-growth curves
     growth_fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6)
     sinet_sparsities: tuple[float, ...] = (0.1, 0.5, 0.9)
+    layer_sparsities: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)  # the sparsity-invariant layer alone
+    layer_size: int = 224  # its image side (masked Caltech-101's)
     pipeline_batches: int = 40  # batches per timed pass of the training loop (an Assamese epoch has 65)
     pipeline_repeats: int = 3
     pipeline_workers: tuple[int, ...] = (0, 1)  # DataLoader workers of the timed loops (0 = train's default)
@@ -90,7 +92,7 @@ class Settings:
         if not quick:
             return cls(threads=threads)
         return cls(quick=True, batch_size=4, repeats=2, warmup=1, growth_repeats=1, growth_fractions=(0.01, 0.2),
-                   sinet_sparsities=(0.5,), pipeline_batches=2, pipeline_repeats=1, pipeline_workers=(0,),
+                   sinet_sparsities=(0.5,), layer_sparsities=(0.9,), layer_size=32, pipeline_batches=2, pipeline_repeats=1, pipeline_workers=(0,),
                    prep_repeats=1, loader_repeats=1, parallel_epochs=1, parallel_rounds=1, threads=threads)
 
 
@@ -234,6 +236,52 @@ def bench_steps(workspace: Workspace, settings: Settings) -> list[StepResult]:
     return results
 
 
+@dataclass(frozen=True)
+class LayerResult:
+    """Forward + backward seconds of the sparsity-invariant layer alone, dense-mask form against spconv form."""
+
+    sparsity: float
+    valid_pixels: int  # per image
+    dense: Stats
+    sparse: Stats
+    speedup: Stats  # dense seconds / sparse seconds, repeat by repeat
+
+
+LAYER = dict(in_channels=3, out_channels=16, kernel_size=11)  # sinet-caltech's first layer
+LAYER_BATCH = 4
+
+
+def bench_sinet_layer(settings: Settings) -> list[LayerResult]:
+    """Case 1b: ``SparsityInvariantConv2d`` (dense-mask) against ``SparseSparsityInvariantConv2d(submanifold=True)``
+    (spconv, outputs at the valid pixels, where the two agree) on ``LAYER_BATCH`` random masks of
+    ``layer_size``² pixels per sparsity."""
+    from sparsenet.models.sparsity_invariant import SparseSparsityInvariantConv2d, SparsityInvariantConv2d
+    from sparsenet.spconv_compat import to_sparse_tensor
+
+    size, results = settings.layer_size, []
+    for sparsity in settings.layer_sparsities:
+        torch.manual_seed(settings.seed)
+        dense, sparse = SparsityInvariantConv2d(**LAYER), SparseSparsityInvariantConv2d(**LAYER, submanifold=True)
+        rng = np.random.default_rng(settings.seed)
+        mask = torch.from_numpy(rng.random((LAYER_BATCH, 1, size, size)) >= sparsity).float()
+        x = torch.rand(LAYER_BATCH, LAYER["in_channels"], size, size) * mask
+        valid = mask[:, 0].bool()
+        coords, features = valid.nonzero(), x.permute(0, 2, 3, 1)[valid]
+
+        def dense_step() -> None:
+            image = x.clone().requires_grad_()
+            dense(image, mask)[0].sum().backward()
+
+        def sparse_step() -> None:
+            sites = features.clone().requires_grad_()
+            sparse(to_sparse_tensor(sites, coords, (size, size), LAYER_BATCH)).features.sum().backward()
+
+        seconds = interleaved({"dense": dense_step, "sparse": sparse_step}, settings.repeats, settings.warmup)
+        results.append(LayerResult(sparsity, int(valid.sum()) // LAYER_BATCH, Stats.of(seconds["dense"]),
+                                   Stats.of(seconds["sparse"]), ratios(seconds["dense"], seconds["sparse"])))
+    return results
+
+
 # --- case 2: cost growth ----------------------------------------------------------------------------------
 
 GROWTH_MODELS = (("DeepCNet(5, 10)", "deepcnet", "deepcnet-dense", {"l": 5, "k": 10}, 1),
@@ -310,6 +358,7 @@ class BenchResults:
     command: str
     seconds: float = 0.0
     steps: list[StepResult] = field(default_factory=list)
+    layer: list[LayerResult] = field(default_factory=list)
     growth: list[GrowthResult] = field(default_factory=list)
     pipeline: list[PipelineResult] = field(default_factory=list)
     loading: list[LoadingResult] = field(default_factory=list)
@@ -342,6 +391,7 @@ def run_bench(out: str | Path, workspace: Workspace | None = None, *, quick: boo
             workspace = Workspace.synthetic(scratch / "synthetic", settings.seed) if quick else Workspace(Path("data"))
         cases: dict[str, Callable[[], list]] = {
             "steps": lambda: bench_steps(workspace, settings),
+            "layer": lambda: bench_sinet_layer(settings),
             "growth": lambda: bench_growth(settings),
             "pipeline": lambda: bench_pipeline(workspace, settings),
             "loading": lambda: bench_loading(workspace, settings, scratch / "loading"),

@@ -14,7 +14,7 @@ from sparsenet.bench import crossing
 from sparsenet.bench_efficiency import offset_pairs
 from sparsenet.cli import main
 
-CASES = ("steps", "growth", "pipeline", "loading", "efficiency", "parallel")
+CASES = ("layer", "steps", "growth", "pipeline", "loading", "efficiency", "parallel")
 
 
 def _numbers(value):
@@ -39,7 +39,7 @@ def test_quick_bench_runs_every_case(tmp_path):
     assert numbers and all(math.isfinite(x) for x in numbers)
     assert all(x > 0 for x in _numbers([[r["sparse"], r["dense"]] for r in results["steps"]]))
     report = out.read_text()
-    for heading in ("## Machine", "## Targets", "## 1. ", "## 2. ", "## 3. ", "## 4. ", "## 5. ", "## 6. "):
+    for heading in ("## Machine", "## Targets", "## 1. ", "## 2. ", "## 3. ", "## 4. ", "## 5. ", "## 6. ", "### 1b. "):
         assert heading in report
     assert "Quick mode" in report and "sparsenet bench --quick" in report
     assert (tmp_path / "bench" / "sparse-vs-dense.png").stat().st_size > 0
