@@ -1,9 +1,9 @@
 """Case 6 of ``sparsenet bench``: data-parallel training, ``--procs auto`` against ``--procs 1`` (issue 7).
 
 ``sparsenet.train.train`` itself runs the ``make train-assamese`` recipe (sparse VGG, ``affine``
-augmentation, batch 100) on the full Assamese training shards, once with the default
-``--procs auto`` and once with ``--procs 1``, each for ``parallel_epochs`` epochs; the two take
-turns ``parallel_rounds`` times. A rate is an epoch's ``samples_per_s`` as ``metrics.jsonl``
+augmentation, batch 100) on the full Assamese training shards with the default ``--procs auto``,
+with ``--procs auto --sync-batchnorm`` and with ``--procs 1``, each for ``parallel_epochs``
+epochs; the three take turns ``parallel_rounds`` times. A rate is an epoch's ``samples_per_s`` as ``metrics.jsonl``
 records it (the first epoch of every run is left out: it also reads the shards from disk), the
 speed-up is taken round by round (ratio of the rounds' median rates), and the profile is rank 0's
 seconds per epoch in each stage (training's own stopwatch, ``profile`` in ``metrics.jsonl``).
@@ -32,14 +32,22 @@ class ParallelResult:
     test_error: float  # after the last epoch of the last round
 
 
-def _run(workspace: Workspace, settings: Settings, procs: int | str, out: Path) -> list[dict]:
-    """Train the Assamese recipe for ``settings.parallel_epochs`` epochs into ``out``; its metrics rows."""
+SETTINGS: dict[str, dict] = {  # label -> sparsenet train options
+    "--procs auto (default)": dict(procs="auto"),
+    "--procs auto --sync-batchnorm": dict(procs="auto", sync_batchnorm=True),
+    "--procs 1": dict(procs=1),
+}
+BASELINE = "--procs 1"
+
+
+def _run(workspace: Workspace, settings: Settings, options: dict, out: Path) -> list[dict]:
+    """Train the Assamese recipe with ``options`` for ``settings.parallel_epochs`` epochs into ``out``; its metrics rows."""
     from sparsenet import config as configs
     from sparsenet import train
     from sparsenet.checkpoint import load
 
     data = workspace.shards("assamese")
-    overrides = dict(epochs=settings.parallel_epochs, procs=procs, seed=settings.seed)
+    overrides = dict(options, epochs=settings.parallel_epochs, seed=settings.seed)
     if settings.quick:
         overrides["batch_size"] = settings.batch_size
     train.train(configs.for_dataset(data, out, **overrides))
@@ -47,23 +55,21 @@ def _run(workspace: Workspace, settings: Settings, procs: int | str, out: Path) 
 
 
 def bench_parallel(workspace: Workspace, settings: Settings, scratch: Path) -> list[ParallelResult]:
-    """Case 6 (see the module docstring): ``--procs auto`` first, then ``--procs 1``."""
-    runs_by_procs: dict[str, list[list[dict]]] = {"auto": [], "1": []}
+    """Case 6 (see the module docstring), the settings of :data:`SETTINGS` taking turns."""
+    runs_by_label: dict[str, list[list[dict]]] = {label: [] for label in SETTINGS}
     for round_ in range(settings.parallel_rounds):
-        for procs in runs_by_procs:
-            runs = runs_by_procs[procs]
-            runs.append(_run(workspace, settings, procs if procs == "auto" else 1, scratch / f"procs-{procs}-{round_}"))
-    timed = {procs: [rows[1:] or rows for rows in runs] for procs, runs in runs_by_procs.items()}
-    medians = {procs: [float(np.median([row["samples_per_s"] for row in rows])) for rows in runs]
-               for procs, runs in timed.items()}
+        for i, (label, options) in enumerate(SETTINGS.items()):
+            runs_by_label[label].append(_run(workspace, settings, options, scratch / f"setting{i}-round{round_}"))
+    timed = {label: [rows[1:] or rows for rows in runs] for label, runs in runs_by_label.items()}
+    medians = {label: [float(np.median([row["samples_per_s"] for row in rows])) for rows in runs]
+               for label, runs in timed.items()}
     results = []
-    for procs, runs in timed.items():
+    for label, runs in timed.items():
         rows = [row for rows in runs for row in rows]
         stages = list(dict.fromkeys(stage for row in rows for stage in row["profile"]))
         profile = {stage: float(np.mean([row["profile"].get(stage, 0.0) for row in rows])) for stage in stages}
-        speedup = None if procs == "1" else Stats.of([a / b for a, b in zip(medians[procs], medians["1"])])
+        speedup = None if label == BASELINE else Stats.of([a / b for a, b in zip(medians[label], medians[BASELINE])])
         count = rows[0]["procs"]
-        label = f"--procs {procs}" + (" (default)" if procs == "auto" else "") + f": {count} process{'es' * (count > 1)}"
-        results.append(ParallelResult(label, count, Stats.of([row["samples_per_s"] for row in rows]), speedup, profile,
+        results.append(ParallelResult(f"{label}: {count} process{'es' * (count > 1)}", count, Stats.of([row["samples_per_s"] for row in rows]), speedup, profile,
                                       runs[-1][-1]["test_error"]))
     return results
