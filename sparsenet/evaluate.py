@@ -83,20 +83,6 @@ def inputs(network: torch.nn.Module, batch) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 
-@torch.no_grad()
-def tally(network: torch.nn.Module, batches: torch.utils.data.DataLoader, device: torch.device, num_classes: int) -> Tally:
-    """Loss and hits of ``network`` (in eval mode) over every batch of ``batches``."""
-    was_training = network.training
-    network.eval()
-    totals = Tally(num_classes)
-    for batch in batches:
-        batch = batch.to(device)
-        logits = network(*inputs(network, batch))
-        totals.add(logits, batch.labels, F.cross_entropy(logits, batch.labels, reduction="sum").item())
-    network.train(was_training)
-    return totals
-
-
 TTA_SEED = 20141016  # seed of the test-time augmentation draws (arXiv:1409.6070 v1's date)
 
 
@@ -114,6 +100,18 @@ def log_probabilities(network: torch.nn.Module, batches: torch.utils.data.DataLo
     return torch.cat(outputs), torch.cat(labels)
 
 
+def _tally_of(log_p: torch.Tensor, labels: torch.Tensor, num_classes: int) -> Tally:
+    """Tally of log-probabilities [N, K] against labels [N] (loss: summed negative log-likelihood)."""
+    totals = Tally(num_classes)
+    totals.add(log_p, labels, F.nll_loss(log_p, labels, reduction="sum").item())
+    return totals
+
+
+def tally(network: torch.nn.Module, batches: torch.utils.data.DataLoader, device: torch.device, num_classes: int) -> Tally:
+    """Loss and hits of ``network`` (in eval mode) over every batch of ``batches``."""
+    return _tally_of(*log_probabilities(network, batches, device), num_classes)
+
+
 def repeated_tally(network: torch.nn.Module, reader: ShardReader, field: tuple[int, int], augment: str,
                    repeats: int, batch_size: int, device: torch.device, num_classes: int) -> Tally:
     """Tally over the N samples of ``reader`` of the mean class probabilities [N, K] over ``repeats``
@@ -128,9 +126,7 @@ def repeated_tally(network: torch.nn.Module, reader: ShardReader, field: tuple[i
         log_p, labels = log_probabilities(network, loader(data, in_batches(range(len(data)), batch_size)), device)
         passes.append(log_p)
     mean = torch.logsumexp(torch.stack(passes), dim=0) - math.log(repeats)  # log of the mean probability
-    totals = Tally(num_classes)
-    totals.add(mean, labels, F.nll_loss(mean, labels, reduction="sum").item())
-    return totals
+    return _tally_of(mean, labels, num_classes)
 
 
 def load_network(checkpoint: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, tuple[int, int], Checkpoint]:

@@ -88,3 +88,29 @@ def test_shipped_model_reproduces_its_test_error(entry, raw_data, tmp_path_facto
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["top1_error"] == entry["top1_error"]
     assert shlex.split(entry["command"])[:2] == ["sparsenet", "train"]
+
+
+def shipped(dataset: str) -> dict:
+    entry = next((e for e in SHIPPED if e["dataset"] == dataset), None)
+    if entry is None:
+        pytest.skip(f"no shipped {dataset} model")
+    return entry
+
+
+def test_shipped_assamese_model_predicts_raw_stroke_files(raw_data, tmp_path):
+    """`sparsenet predict` out of the box: test writer 40's raw files, classes named as the shards name them."""
+    from sparsenet.sources import iter_members
+
+    entry = shipped("assamese")
+    files = []
+    for name, content in iter_members(raw_data / "assamese", lambda n: "/W40/" in n and n.endswith(".txt")):
+        files.append(tmp_path / name.rsplit("/", 1)[1])
+        files[-1].write_bytes(content)
+    model = ckpt_io.load(REPO / "models" / entry["file"])
+    names = ckpt_io.class_names(model.data)
+    result = CliRunner().invoke(main, ["predict", "--checkpoint", str(REPO / "models" / entry["file"]), "--json", *map(str, files)])
+    assert result.exit_code == 0, result.output
+    predictions = json.loads(result.output)
+    truth = {f"{i + 1}.40.txt": name for i, name in enumerate(names)}  # file k.40.txt is class k (1-based)
+    correct = sum(p["top"][0]["name"] == truth[Path(p["input"]).name] for p in predictions)
+    assert len(predictions) == len(names) == 183 and correct >= 0.9 * len(names)
