@@ -256,7 +256,7 @@ class _BiasedConv(SparseModule):
         return self.conv.weight.permute(0, 3, 1, 2)
 
     def _convolve(self, x: SparseConvTensor) -> SparseConvTensor:
-        """spconv's convolution, without bias."""
+        """spconv's convolution without bias: features ``[N, in]`` -> ``[N', out]`` on its output sites."""
         return self.conv(x)
 
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
@@ -294,7 +294,7 @@ class SparseConv2d(_BiasedConv):
 
     def _convolve(self, x: SparseConvTensor) -> SparseConvTensor:
         """spconv's Native convolution kernel on a reused or new rulebook (spconv's own forward
-        refuses a stored key), without bias."""
+        refuses a stored key), without bias: features ``[N, in]`` -> ``[N', out]`` on the rulebook's output sites."""
         conv = self.conv
         rulebook, indice_dict = _rulebook(x, conv.indice_key, conv.kernel_size, conv.stride, conv.padding,
                                           conv.dilation)

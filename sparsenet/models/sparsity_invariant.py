@@ -118,6 +118,8 @@ class SparseSparsityInvariantConv2d(sc.SparseModule):
         return self.conv.dense_weight()
 
     def forward(self, x: sc.SparseConvTensor) -> sc.SparseConvTensor:
+        """Features ``[N, in]`` at the valid pixels -> ``[N', out]`` at the output sites (``m_out``, or
+        the input sites when submanifold); the output carries ``x``'s rulebooks, not this layer's own."""
         y = self.conv(x)
         ones = x.replace_feature(x.features.new_ones(x.features.shape[0], 1))
         ones.indice_dict = y.indice_dict  # x's rulebooks and the one self.conv built
