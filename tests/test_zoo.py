@@ -84,7 +84,8 @@ def test_shipped_model_reproduces_its_test_error(entry, raw_data, tmp_path_facto
     assert result.exit_code == 0, result.output
     model = ckpt_io.load(REPO / "models" / entry["file"])
     assert ckpt_io.data_info(ShardReader(shards / "test").meta)["params"] == model.data["params"]  # the same conversion
-    result = CliRunner().invoke(main, ["eval", "--checkpoint", str(REPO / "models" / entry["file"]), "--data", str(shards), "--json"])
+    result = CliRunner().invoke(main, ["eval", "--checkpoint", str(REPO / "models" / entry["file"]), "--data", str(shards), "--json",
+                                       "--confusion", str(shards.parent / "confusion.png")])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["top1_error"] == entry["top1_error"]
     assert shlex.split(entry["command"])[:2] == ["sparsenet", "train"]
