@@ -78,12 +78,19 @@ def cross_evaluate(root: str | os.PathLike, datasets: list[str | os.PathLike]) -
 
 
 def cross_report(root: str | os.PathLike, datasets: list[str | os.PathLike]) -> Path:
-    """Write ``root/cross.md``, ``root/cross.json`` and ``root/cross.png`` (see the module docstring); return the table's path."""
+    """Evaluate (:func:`cross_evaluate`) and write ``root/cross.json``, ``cross.md`` and ``cross.png``
+    (see the module docstring); return the table's path."""
     root = Path(root)
     rows = cross_evaluate(root, datasets)
     if not rows:
         raise ValueError(f"{root}: no run on masked data with a finished epoch below it")
     (root / "cross.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return write_cross(root, rows)
+
+
+def write_cross(root: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
+    """``root/cross.md`` and ``root/cross.png`` from :func:`cross_evaluate`'s rows (e.g. a saved ``cross.json``)."""
+    root = Path(root)
     tests = sorted({r["test_sparsity"] for r in rows})
     lines = []
     plt = pyplot()
@@ -97,10 +104,11 @@ def cross_report(root: str | os.PathLike, datasets: list[str | os.PathLike]) -> 
         lines += [f"### {model}: test error (%), rows trained at, columns tested at sparsity", "",
                   "| trained at | run (epochs) | " + " | ".join(f"{t:g}" for t in tests) + " |",
                   "|---:|---|" + "---:|" * len(tests)]
-        for train, run in runs:
+        colours = plt.cm.viridis([i / max(len(runs) - 1, 1) for i in range(len(runs))])  # light = sparser
+        for (train, run), colour in zip(runs, colours):
             cells = [f"**{error[run, t]:.2f}**" if t == train else f"{error[run, t]:.2f}" for t in tests]
             lines.append(f"| {train:g} | {Path(run).name} ({epochs[run]}) | " + " | ".join(cells) + " |")
-            ax.plot(tests, [error[run, t] for t in tests], marker="o", label=f"trained at {train:g}")
+            ax.plot(tests, [error[run, t] for t in tests], marker="o", color=colour, label=f"trained at {train:g}")
         lines.append("")
         ax.set(xlabel="test sparsity", ylabel="test error (%)", title=model)
         ax.grid(alpha=0.3)
