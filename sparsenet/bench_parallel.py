@@ -1,6 +1,7 @@
 """Case 6 of ``sparsenet bench``: data-parallel training, ``--procs auto`` against ``--procs 1`` (issue 7).
 
-``sparsenet.train.train`` itself runs the ``make train-assamese`` recipe (sparse VGG, ``affine``
+The ``sparsenet train`` command, each run in a fresh process as a user starts it (so ``--procs 1``
+gets torch's default threads and a clean interpreter, not the benchmark's), runs the ``make train-assamese`` recipe (sparse VGG, ``affine``
 augmentation, batch 100) on the full Assamese training shards with the default ``--procs auto``,
 with ``--procs auto --sync-batchnorm`` and with ``--procs 1``, each for ``parallel_epochs``
 epochs; the three take turns ``parallel_rounds`` times. A rate is an epoch's ``samples_per_s`` as ``metrics.jsonl``
@@ -11,6 +12,8 @@ seconds per epoch in each stage (training's own stopwatch, ``profile`` in ``metr
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,25 +35,27 @@ class ParallelResult:
     test_error: float  # after the last epoch of the last round
 
 
-SETTINGS: dict[str, dict] = {  # label -> sparsenet train options
-    "--procs auto (default)": dict(procs="auto"),
-    "--procs auto --sync-batchnorm": dict(procs="auto", sync_batchnorm=True),
-    "--procs 1": dict(procs=1),
+SETTINGS: dict[str, list[str]] = {  # label -> sparsenet train options
+    "--procs auto (default)": ["--procs", "auto"],
+    "--procs auto --sync-batchnorm": ["--procs", "auto", "--sync-batchnorm"],
+    "--procs 1": ["--procs", "1"],
 }
 BASELINE = "--procs 1"
 
 
-def _run(workspace: Workspace, settings: Settings, options: dict, out: Path) -> list[dict]:
-    """Train the Assamese recipe with ``options`` for ``settings.parallel_epochs`` epochs into ``out``; its metrics rows."""
-    from sparsenet import config as configs
-    from sparsenet import train
+def _run(workspace: Workspace, settings: Settings, options: list[str], out: Path) -> list[dict]:
+    """``sparsenet train`` of the Assamese recipe with ``options`` for ``settings.parallel_epochs`` epochs
+    into ``out``, in a new process; its metrics rows. A failed run raises ``RuntimeError`` with its output."""
     from sparsenet.checkpoint import load
 
-    data = workspace.shards("assamese")
-    overrides = dict(options, epochs=settings.parallel_epochs, seed=settings.seed)
+    command = [sys.executable, "-c", "from sparsenet.cli import main; main()", "train", "--data",
+               str(workspace.shards("assamese")), "--out", str(out), "--epochs", str(settings.parallel_epochs),
+               "--seed", str(settings.seed), *options]
     if settings.quick:
-        overrides["batch_size"] = settings.batch_size
-    train.train(configs.for_dataset(data, out, **overrides))
+        command += ["--batch-size", str(settings.batch_size)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[3:])} failed:\n{done.stderr[-2000:]}")
     return load(out / "checkpoint.pt").history
 
 
