@@ -57,7 +57,7 @@ $(DATA)/masked-mnist-%/test/manifest.json: | setup
 # $(call train-or-resume,DATA_DIR,RUN_DIR,TRAIN OPTIONS): continue RUN_DIR if it has a checkpoint.
 train-or-resume = if [ -f $(2)/checkpoint.pt ]; then $(SN) train --resume $(2); else $(SN) train --data $(1) --out $(2) $(3); fi
 
-# The sparse VGG with the Assamese defaults of sparsenet/config.py (about an hour on 2 cores).
+# The sparse VGG with the Assamese defaults of sparsenet/config.py (about 30 min on 2 cores with the default --procs auto).
 train-assamese: $(DATA)/assamese/test/manifest.json
 	$(call train-or-resume,$(DATA)/assamese,$(RUNS)/assamese-vgg,$(TRAIN_ARGS))
 	$(SN) eval --checkpoint $(RUNS)/assamese-vgg/checkpoint.pt --data $(DATA)/assamese > $(RUNS)/assamese-vgg/eval.txt && cat $(RUNS)/assamese-vgg/eval.txt
