@@ -114,6 +114,12 @@ def _per_site(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.repeat(values, sizes, axis=-1)
 
 
+def _bounds(values: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample (minimum, maximum) of columns ``values`` [2, n]: two [2, B]."""
+    starts = _starts(sizes)
+    return np.minimum.reduceat(values, starts, axis=1), np.maximum.reduceat(values, starts, axis=1)
+
+
 def _times(a: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Column-wise ``a[:, :, s] @ v[:, s]`` for a float [2, 2, n] and v float [2, n]: float [2, n].
 
@@ -127,8 +133,7 @@ def _move(coords: np.ndarray, sizes: np.ndarray, a: np.ndarray, t: np.ndarray) -
 
     coords int [2, n], a float [B, 2, 2], t float [B, 2]. Returns float [2, n].
     """
-    starts = _starts(sizes)
-    low, high = np.minimum.reduceat(coords, starts, axis=1), np.maximum.reduceat(coords, starts, axis=1)
+    low, high = _bounds(coords, sizes)
     centre = _per_site((low + high + 1) / 2.0, sizes)
     return _times(_per_site(a.transpose(1, 2, 0), sizes), coords + 0.5 - centre) + centre + _per_site(t.T, sizes)
 
@@ -139,7 +144,7 @@ def _neighbour_pairs(coords: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray,
 
     coords int [2, n]. Returns (i int [p], j int [p]), ordered by direction (:data:`_FORWARD`), then by i.
     """
-    local = coords - _per_site(np.minimum.reduceat(coords, _starts(sizes), axis=1), sizes)
+    local = coords - _per_site(_bounds(coords, sizes)[0], sizes)
     height, width = local.max(1) + 1
     # a padded box per sample, boxes stacked: y + 1 and x - 1 .. x + 1 stay inside a sample's box
     stride = width + 2
@@ -196,8 +201,7 @@ def _back_inside(cells: np.ndarray, sizes: np.ndarray, field: tuple[int, int]) -
     """Shift each sample's cells int [2, m] back inside ``field`` where it leaves it, unless
     the sample is larger than the field: int [2, m]."""
     size = np.array(field, dtype=np.int64)[:, None]
-    starts = _starts(sizes)
-    low, high = np.minimum.reduceat(cells, starts, axis=1), np.maximum.reduceat(cells, starts, axis=1)
+    low, high = _bounds(cells, sizes)
     shift = np.where(high - low < size, np.maximum(0, -low) - np.maximum(0, high - size + 1), 0)
     return cells + _per_site(shift, sizes)
 

@@ -13,10 +13,9 @@ the same network. The result then differs from one process by more than float ro
 change of batch composition does. ``sync_batchnorm`` swaps BatchNorm layers for
 :class:`SyncedBatchNorm`, which normalises with the statistics of the global batch (torch's own
 ``SyncBatchNorm`` refuses CPU tensors) and so equals one process up to float rounding; it costs
-an all-reduce per BatchNorm layer in the forward and one in the backward pass, and a small
-all-reduce over gloo took 0.7-1.9 ms on this 2-core machine (measured), and with VGGplus's 17
-BatchNorm layers two synced processes trained at 695 samples/s against 1,505 with per-rank
-BatchNorm (bare steps, docs/training.md).
+an all-reduce per BatchNorm layer in the forward and one in the backward pass. With VGGplus's
+17 BatchNorm layers over gloo, two synced processes train no faster than one process
+(docs/BENCHMARKS.md, case 6).
 
 Process groups use gloo on the CPU and NCCL on CUDA. ``torchrun`` sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous; :func:`spawn` starts N local processes

@@ -28,6 +28,7 @@ from typing import Any
 
 from sparsenet.checkpoint import CheckpointError, load, save_atomic
 from sparsenet.evaluate import evaluate
+from sparsenet.train import CONFIG_JSON
 
 MAX_BYTES = 2 * 1024 * 1024
 INDEX = "index.json"
@@ -49,7 +50,7 @@ def read_index(folder: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _command(checkpoint: Path) -> str:
-    record = checkpoint.parent / "config.json"
+    record = checkpoint.parent / CONFIG_JSON
     if record.is_file():
         command = json.loads(record.read_text()).get("command") or []
         return shlex.join(["sparsenet", *command[1:]]) if command else ""
