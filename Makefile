@@ -42,8 +42,11 @@ TRAIN_ARGS ?=
 SWEEP_SPARSITIES ?= 0.1 0.3 0.5 0.7 0.9
 SWEEP_MODELS ?= sinet-mnist convnet-mnist
 SWEEP_ARGS ?=
+CALTECH_SPARSITIES ?= 0.05 0.3 0.5 0.7
+CALTECH_MODELS ?= sinet-caltech convnet-caltech
+CALTECH_ARGS ?=
 
-.PHONY: train-assamese train-mnist sparsity-sweep
+.PHONY: train-assamese train-assamese-deepcnet train-mnist train-mnist-dropout sparsity-sweep caltech-sweep
 
 $(DATA)/assamese/test/manifest.json: | setup
 	$(SN) preprocess assamese --out $(DATA)/assamese
@@ -54,26 +57,46 @@ $(DATA)/mnist/test/manifest.json: | setup
 $(DATA)/masked-mnist-%/test/manifest.json: | setup
 	$(SN) preprocess masked --dataset mnist --sparsity $* --out $(DATA)/masked-mnist-$*
 
+$(DATA)/masked-caltech101-%/test/manifest.json: | setup
+	$(SN) preprocess masked --dataset caltech101 --sparsity $* --out $(DATA)/masked-caltech101-$*
+
 # $(call train-or-resume,DATA_DIR,RUN_DIR,TRAIN OPTIONS): continue RUN_DIR if it has a checkpoint.
 train-or-resume = if [ -f $(2)/checkpoint.pt ]; then $(SN) train --resume $(2); else $(SN) train --data $(1) --out $(2) $(3); fi
+# $(call train-and-eval,DATA_DIR,RUN_DIR,TRAIN OPTIONS): train-or-resume, then RUN_DIR/eval.txt of the final checkpoint.
+train-and-eval = $(call train-or-resume,$(1),$(2),$(3)) && \
+	$(SN) eval --checkpoint $(2)/checkpoint.pt --data $(1) > $(2)/eval.txt && cat $(2)/eval.txt
+# $(call sweep,DATASET,SPARSITIES,MODELS,RUN_DIR,TRAIN OPTIONS): each model at each sparsity, then the report.
+sweep = for s in $(2); do for m in $(3); do \
+	  $(call train-or-resume,$(DATA)/masked-$(1)-$$s,$(4)/$$m-$$s,--model $$m $(5)) || exit 1; \
+	done; done; $(SN) report $(4)
 
 # The sparse VGG with the Assamese defaults of sparsenet/config.py (about 30 min on 2 cores with the default --procs auto).
 train-assamese: $(DATA)/assamese/test/manifest.json
-	$(call train-or-resume,$(DATA)/assamese,$(RUNS)/assamese-vgg,$(TRAIN_ARGS))
-	$(SN) eval --checkpoint $(RUNS)/assamese-vgg/checkpoint.pt --data $(DATA)/assamese > $(RUNS)/assamese-vgg/eval.txt && cat $(RUNS)/assamese-vgg/eval.txt
+	$(call train-and-eval,$(DATA)/assamese,$(RUNS)/assamese-vgg,$(TRAIN_ARGS))
+
+# DeepCNet(5, 32) on the same shards (Graham 2014's network for Assamese), Adam; about 25 min.
+train-assamese-deepcnet: $(DATA)/assamese/test/manifest.json
+	$(call train-and-eval,$(DATA)/assamese,$(RUNS)/assamese-deepcnet,--model deepcnet --model-arg l=5 --model-arg k=32 \
+	  --optimizer adam --lr 1e-3 --lr-decay 0.03 --weight-decay 0 --epochs 150 $(TRAIN_ARGS))
 
 # DeepCNet(5, 10) on MNIST in a 96x96 field, ±2-pixel shifts.
 train-mnist: $(DATA)/mnist/test/manifest.json
-	$(call train-or-resume,$(DATA)/mnist,$(RUNS)/mnist-deepcnet,$(TRAIN_ARGS))
-	$(SN) eval --checkpoint $(RUNS)/mnist-deepcnet/checkpoint.pt --data $(DATA)/mnist > $(RUNS)/mnist-deepcnet/eval.txt && cat $(RUNS)/mnist-deepcnet/eval.txt
+	$(call train-and-eval,$(DATA)/mnist,$(RUNS)/mnist-deepcnet,$(TRAIN_ARGS))
+
+# DeepCNet(5, 60) with dropout 0.5 on the last four layers' inputs (Graham 2014); about 30 min.
+MNIST_DROPOUT := [0,0,0,0.5,0.5,0.5,0.5]
+train-mnist-dropout: $(DATA)/mnist/test/manifest.json
+	$(call train-and-eval,$(DATA)/mnist,$(RUNS)/mnist-deepcnet-dropout,--model-arg l=5 --model-arg k=60 \
+	  --model-arg 'dropout=$(MNIST_DROPOUT)' --lr-decay 0.05 $(TRAIN_ARGS))
 
 # Masked MNIST at each sparsity: the sparsity-invariant CNN against its ConvNet twin
 # (Uhrig et al. 3DV 2017, Table 3); table and plot in $(RUNS)/sparsity-sweep/report.md, sparsity.png.
 sparsity-sweep: $(foreach s,$(SWEEP_SPARSITIES),$(DATA)/masked-mnist-$(s)/test/manifest.json)
-	for s in $(SWEEP_SPARSITIES); do for m in $(SWEEP_MODELS); do \
-	  $(call train-or-resume,$(DATA)/masked-mnist-$$s,$(RUNS)/sparsity-sweep/$$m-$$s,--model $$m $(SWEEP_ARGS)) || exit 1; \
-	done; done
-	$(SN) report $(RUNS)/sparsity-sweep
+	$(call sweep,mnist,$(SWEEP_SPARSITIES),$(SWEEP_MODELS),$(RUNS)/sparsity-sweep,$(SWEEP_ARGS))
+
+# The same on masked Caltech-101 at 64x64 (`preprocess masked --size`), 15 epochs per run (~5 min each).
+caltech-sweep: $(foreach s,$(CALTECH_SPARSITIES),$(DATA)/masked-caltech101-$(s)/test/manifest.json)
+	$(call sweep,caltech101,$(CALTECH_SPARSITIES),$(CALTECH_MODELS),$(RUNS)/caltech-sweep,$(CALTECH_ARGS))
 
 # --- benchmarks (issue 5) ---------------------------------------------------------------
 # bench: the real run, a few minutes on 2 cores; nothing else should run meanwhile. Writes

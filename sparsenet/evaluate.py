@@ -47,10 +47,17 @@ def _shape(size: int | Sequence[int]) -> tuple[int, int]:
 
 
 def build_network(config: TrainConfig, data: dict[str, Any]) -> tuple[torch.nn.Module, tuple[int, int]]:
-    """(network, its input field (H, W)) for ``config.model`` on data described by ``data`` (see ``data_info``)."""
+    """(network, its input field (H, W)) for ``config.model`` on data described by ``data`` (see ``data_info``).
+
+    A network that takes an ``image_size`` and is not given one in ``config.model_kwargs`` is built
+    for the shards' field when that is square (masked Caltech-101 preprocessed at any ``--size``)."""
     from sparsenet import models
 
     kwargs = {"num_classes": data["num_classes"], "in_channels": len(data["feature_names"]), **config.model_kwargs}
+    if "image_size" in models.parameters(config.model) and "image_size" not in kwargs:  # the shards' square field
+        height, width = data["spatial_shape"]
+        if height == width:
+            kwargs["image_size"] = height
     network = models.build(config.model, **kwargs)
     return network, _shape(network.input_size())
 

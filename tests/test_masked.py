@@ -1,13 +1,18 @@
-"""Masked images: exact requested sparsity, reproducible masks and splits, Caltech-101 decoding."""
+"""Masked images: exact requested sparsity, reproducible masks and splits, Caltech-101 decoding and training."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+import torch
+
 from preprocess import caltech101, masked, mnist
+from sparsenet.config import for_dataset
+from sparsenet.evaluate import evaluate, load_network
 from sparsenet.shards import ShardReader
 from sparsenet.sources import iter_members
+from sparsenet.train import train
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.25, 0.9, 0.99])
@@ -103,3 +108,13 @@ def test_caltech_real_images(raw_data, tmp_path):
     image = caltech101.decode((root / sample.sample_id).read_bytes(), 64, sample.sample_id)
     pixels = image[sample.coords[:, 0], sample.coords[:, 1]] / 255
     np.testing.assert_allclose(sample.features * masked.IMAGENET_STD + masked.IMAGENET_MEAN, pixels, atol=1e-5)
+
+
+def test_caltech_shards_train_with_their_defaults_at_their_size(caltech_tree, tmp_path):
+    masked.convert("caltech101", caltech_tree, tmp_path / "data", sparsity=0.5, seed=1, size=16)
+    config = for_dataset(tmp_path / "data", tmp_path / "run", epochs=1, batch_size=8, procs=1)
+    assert (config.model, config.optimizer, config.batch_size, config.model_kwargs) == ("sinet-caltech", "adam", 8, {})
+    train(config)
+    network = load_network(tmp_path / "run" / "checkpoint.pt", torch.device("cpu"))[0]
+    assert network.input_size() == (16, 16)  # built for the shards' field, not the 224 x 224 default
+    assert 0 <= evaluate(tmp_path / "run" / "checkpoint.pt", tmp_path / "data", plot=False)["top1_error"] <= 1

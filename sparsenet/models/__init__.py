@@ -22,13 +22,14 @@ Every model has ``input_kind`` — ``"sparse"`` (``forward(SparseConvTensor)``),
 — ``input_size()`` returning the ``(H, W)`` it needs, ``in_channels`` and ``num_classes``; forward
 returns logits ``[B, num_classes]``. Builders are keyword-only, all take ``in_channels`` and
 ``num_classes``; ``deepcnet*`` also ``l``, ``k``, ``conv`` ("sparse" | "submanifold") and
-``dropout``; ``sinet-*``/``convnet-*`` also ``image_size``. ``copy_to_dense_twin(sparse, dense)``
+``dropout``; ``sinet-*``/``convnet-*`` also ``image_size`` (training defaults it to the shards'
+field); ``parameters(name)`` lists a builder's keywords. ``copy_to_dense_twin(sparse, dense)``
 gives a dense twin the sparse network's parameters.
 """
 
 from sparsenet.models import deepcnet, sparsity_invariant, vgg
 from sparsenet.models._layers import copy_to_dense_twin
-from sparsenet.models._registry import build, list_models, register_model
+from sparsenet.models._registry import build, list_models, parameters, register_model
 from sparsenet.models.sparsity_invariant import SparseSparsityInvariantConv2d, SparsityInvariantConv2d
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "copy_to_dense_twin",
     "deepcnet",
     "list_models",
+    "parameters",
     "register_model",
     "sparsity_invariant",
     "vgg",

@@ -1,4 +1,5 @@
-"""Model registry: builders register under a name; :func:`build` and :func:`list_models` read it."""
+"""Model registry: builders register under a name; :func:`build`, :func:`list_models` and
+:func:`parameters` read it."""
 
 from __future__ import annotations
 
@@ -37,6 +38,18 @@ def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
+def parameters(name: str) -> tuple[str, ...]:
+    """The keyword arguments the builder registered as ``name`` takes (``ValueError`` for an unknown name)."""
+    return tuple(inspect.signature(_builder(name)).parameters)
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    try:
+        return _BUILDERS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}") from None
+
+
 def build(name: str, **kwargs: Any) -> nn.Module:
     """Builds the model registered as ``name`` with keyword arguments ``kwargs``.
 
@@ -44,10 +57,7 @@ def build(name: str, **kwargs: Any) -> nn.Module:
         ValueError: unknown name (the message lists the valid ones) or an argument the builder
             does not take (the message lists the ones it does).
     """
-    try:
-        builder = _BUILDERS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}") from None
+    builder = _builder(name)
     signature = inspect.signature(builder)
     try:
         signature.bind(**kwargs)

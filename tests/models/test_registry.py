@@ -45,6 +45,7 @@ def test_every_model_trains_and_evaluates_a_tiny_batch(sample, name: str) -> Non
 def test_builders_are_keyword_only_documented_and_take_the_trainer_arguments(name: str) -> None:
     builder = _registry._BUILDERS[name]
     parameters = inspect.signature(builder).parameters.values()
+    assert models.parameters(name) == tuple(p.name for p in parameters)
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.annotation is not p.empty for p in parameters)
     assert {"in_channels", "num_classes"} <= {p.name for p in parameters}
     assert "arXiv:1409.6070" in builder.__doc__ or "doi:10.1109/3DV.2017.00012" in builder.__doc__
@@ -53,6 +54,8 @@ def test_builders_are_keyword_only_documented_and_take_the_trainer_arguments(nam
 def test_unknown_name_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="unknown model 'deepnet'.*deepcnet-dense"):
         models.build("deepnet")
+    with pytest.raises(ValueError, match="unknown model 'deepnet'.*deepcnet-dense"):
+        models.parameters("deepnet")
 
 
 def test_unknown_argument_lists_the_accepted_ones() -> None:
