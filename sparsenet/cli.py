@@ -295,10 +295,11 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
 
 
 @main.command("eval", context_settings=CONTEXT, short_help="Test error of a checkpoint; --json for machines.")
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
-              help="A checkpoint file, or a run folder (its best.pt).")
+@click.option("--checkpoint", "checkpoints", required=True, multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="A checkpoint file, or a run folder (its best.pt); repeat it to evaluate an ensemble "
+                   "(the mean of the members' class probabilities).")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Dataset folder (its test/ split) or a split folder [default: the run's data].")
+              help="Dataset folder (its test/ split) or a split folder [default: the (first) run's data].")
 @click.option("--confusion", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the confusion-matrix PNG [default: eval-<checkpoint stem>-confusion.png beside the checkpoint].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size [default: the run's].")
@@ -308,20 +309,23 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
                    "REPEATS-1 copies distorted by the run's training augmentation.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (top1_error, top5_error, per_class_error, ...).")
 @reports_errors
-def evaluate(checkpoint, data, confusion, batch_size, device, repeats, as_json) -> None:
-    """Evaluate CHECKPOINT on the test split, without augmentation unless --repeats > 1.
+def evaluate(checkpoints, data, confusion, batch_size, device, repeats, as_json) -> None:
+    """Evaluate a checkpoint (or an ensemble) on the test split, without augmentation unless --repeats > 1.
 
     Prints the top-1 and top-5 test error, the error of every class that has one, and writes
     the confusion matrix as a PNG.
     """
     from sparsenet.evaluate import evaluate
 
-    result = evaluate(checkpoint, data, device=device, batch_size=batch_size, confusion_png=confusion, repeats=repeats)
+    result = evaluate(checkpoints, data, device=device, batch_size=batch_size, confusion_png=confusion, repeats=repeats)
     if as_json:
         click.echo(json.dumps(result, indent=1))
         return
     tta = f", mean of {repeats} augmented passes" if repeats > 1 else ""
-    click.echo(f"{result['checkpoint']} (epoch {result['epoch']}) on {result['data']}: {result['samples']} samples{tta}")
+    which = f"{result['checkpoint']} (epoch {result['epoch']})"
+    if len(result["checkpoints"]) > 1:
+        which = f"ensemble of {' + '.join(result['checkpoints'])}"
+    click.echo(f"{which} on {result['data']}: {result['samples']} samples{tta}")
     top1, top5 = 100 * result["top1_error"], 100 * result["top5_error"]
     click.echo(f"test error: top-1 {top1:.2f}%   top-5 {top5:.2f}%   loss {result['loss']:.4f}")
     errors = sorted(((e, name) for name, e in result["per_class_error"].items() if e is not None), reverse=True)

@@ -8,7 +8,7 @@ helpers here (:func:`build_network`, :func:`loader`, :func:`tally`) are the ones
 ``repeats=R`` adds test-time augmentation (Graham's repeated testing): the prediction is the mean
 of the class probabilities over the plain test sample and ``R - 1`` copies distorted by the run's
 own training augmentation, copy ``r`` drawn from ``(TTA_SEED, r, index)``; the result is
-deterministic.
+deterministic. Several checkpoints make an ensemble: the mean of the members' probabilities.
 """
 
 from __future__ import annotations
@@ -119,11 +119,11 @@ def tally(network: torch.nn.Module, batches: torch.utils.data.DataLoader, device
     return _tally_of(*log_probabilities(network, batches, device), num_classes)
 
 
-def repeated_tally(network: torch.nn.Module, reader: ShardReader, field: tuple[int, int], augment: str,
-                   repeats: int, batch_size: int, device: torch.device, num_classes: int) -> Tally:
-    """Tally over the N samples of ``reader`` of the mean class probabilities [N, K] over ``repeats``
-    passes: the first undistorted, the others with augmentation ``augment`` (module docstring).
-    Its loss is the negative log of the mean probability of the true class, summed."""
+def repeated_log_probabilities(network: torch.nn.Module, reader: ShardReader, field: tuple[int, int], augment: str,
+                               repeats: int, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log of the mean class probabilities [N, K] over ``repeats`` passes, labels int64 [N]) for the
+    N samples of ``reader``: the first pass undistorted, the others with augmentation ``augment``
+    (module docstring)."""
     if len(reader) == 0:
         raise ValueError(f"{reader.files[0].parent}: no test samples")
     passes = []
@@ -132,8 +132,12 @@ def repeated_tally(network: torch.nn.Module, reader: ShardReader, field: tuple[i
         data.set_epoch(r)
         log_p, labels = log_probabilities(network, loader(data, in_batches(range(len(data)), batch_size)), device)
         passes.append(log_p)
-    mean = torch.logsumexp(torch.stack(passes), dim=0) - math.log(repeats)  # log of the mean probability
-    return _tally_of(mean, labels, num_classes)
+    return _log_mean_exp(passes), labels
+
+
+def _log_mean_exp(log_ps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """log of the mean of the probabilities ``exp(log_ps)`` (a list of equal-shape tensors)."""
+    return torch.logsumexp(torch.stack(list(log_ps)), dim=0) - math.log(len(log_ps))
 
 
 def load_network(checkpoint: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, tuple[int, int], Checkpoint]:
@@ -145,7 +149,7 @@ def load_network(checkpoint: str | os.PathLike, device: torch.device) -> tuple[t
 
 
 def evaluate(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike],
     data: str | os.PathLike | None = None,
     *,
     device: str = "auto",
@@ -154,36 +158,48 @@ def evaluate(
     repeats: int = 1,
     plot: bool = True,
 ) -> dict[str, Any]:
-    """Test error of a checkpoint (a file, or a run folder: its best.pt).
+    """Test error of a checkpoint (a file, or a run folder: its best.pt), or of an ensemble of several.
 
     ``data`` is a dataset folder (its ``test`` split is used) or a split folder; by default
-    the one the run trained on. The confusion matrix goes to ``confusion_png`` (default:
-    ``eval-<checkpoint stem>-confusion.png`` beside the checkpoint, so the run's own
+    the one the (first) run trained on. An ensemble predicts the mean of its members' class
+    probabilities; each member must fit the data. The confusion matrix goes to ``confusion_png``
+    (default: ``eval-<checkpoint stem>-confusion.png`` beside the first checkpoint, so the run's own
     ``confusion.png`` is kept). Returns plain values: ``top1_error`` and
     ``top5_error`` (fractions), ``loss``, ``samples``, ``per_class_error`` {class: fraction},
-    ``checkpoint``, ``data``, ``epoch``, ``confusion_png`` (None with ``plot=False``), ``repeats``. ``repeats > 1`` averages
-    over augmented copies (module docstring); it needs a run trained with augmentation.
+    ``checkpoint`` (the first), ``checkpoints`` (all), ``data``, ``epoch`` (of the first),
+    ``confusion_png`` (None with ``plot=False``), ``repeats``. ``repeats > 1`` averages each member
+    over augmented copies (module docstring); it needs runs trained with augmentation.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
+    paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    if not paths:
+        raise ValueError("no checkpoint to evaluate")
     dev = resolve_device(device)
-    network, field, ckpt = load_network(checkpoint, dev)
-    path = Path(data if data is not None else ckpt.config.data)
+    members = [load_network(path, dev) for path in paths]
+    first = members[0][2]
+    path = Path(data if data is not None else first.config.data)
     split = path / TEST_SPLIT if (path / TEST_SPLIT).is_dir() else path
     reader = ShardReader(split)
-    check_data(ckpt.data, reader.meta, ckpt.path, split)
-    if repeats > 1 and ckpt.config.augment == "none":
-        raise ValueError(f"{ckpt.path}: the run trained without augmentation, so there is nothing to repeat the test with")
-    size = batch_size or ckpt.config.eval_batch_size
-    totals = repeated_tally(network, reader, field, ckpt.config.augment, repeats, size, dev, ckpt.data["num_classes"])
-    names = class_names(ckpt.data)
-    png = Path(confusion_png) if confusion_png is not None else ckpt.path.with_name(f"eval-{ckpt.path.stem}-confusion.png")
+    log_ps = []
+    for network, field, ckpt in members:
+        check_data(ckpt.data, reader.meta, ckpt.path, split)
+        if repeats > 1 and ckpt.config.augment == "none":
+            raise ValueError(f"{ckpt.path}: the run trained without augmentation, so there is nothing to repeat the test with")
+        size = batch_size or ckpt.config.eval_batch_size
+        log_p, labels = repeated_log_probabilities(network, reader, field, ckpt.config.augment, repeats, size, dev)
+        log_ps.append(log_p)
+    totals = _tally_of(_log_mean_exp(log_ps), labels, first.data["num_classes"])
+    names = class_names(first.data)
+    png = Path(confusion_png) if confusion_png is not None else first.path.with_name(f"eval-{first.path.stem}-confusion.png")
     if plot:
-        plot_confusion(totals.confusion, png, names, title=f"{ckpt.config.model} on {split} (epoch {ckpt.epoch})")
+        models = " + ".join(ckpt.config.model for _, _, ckpt in members)
+        plot_confusion(totals.confusion, png, names, title=f"{models} on {split} (epoch {first.epoch})")
     return {
-        "checkpoint": str(ckpt.path),
+        "checkpoint": str(first.path),
+        "checkpoints": [str(ckpt.path) for _, _, ckpt in members],
         "data": str(split),
-        "epoch": ckpt.epoch,
+        "epoch": first.epoch,
         "samples": totals.count,
         "top1_error": totals.top1_error,
         "top5_error": totals.top5_error,

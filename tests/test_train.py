@@ -288,6 +288,26 @@ def test_repeated_testing_averages_augmented_copies_deterministically(reference,
     assert (again["loss"], again["top1_error"]) == (repeated["loss"], repeated["top1_error"])
 
 
+def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(reference, strokes, tmp_path):
+    other = training.train(config(strokes / "data", tmp_path / "other", seed=4))
+    members = [reference / "checkpoint.pt", other / "checkpoint.pt"]
+    result = evaluate(members, strokes / "data", plot=False)
+    assert result["checkpoints"] == [str(m) for m in members] and result["checkpoint"] == str(members[0])
+    probabilities, labels = [], None
+    for member in members:  # independently: each network's softmax over the plain test split, averaged
+        network, field, _ = load_network(member, torch.device("cpu"))
+        reader = ShardReader(strokes / "data" / "test")
+        batch = collate([reader[i] for i in range(len(reader))], spatial_shape=field)
+        with torch.no_grad():
+            probabilities.append(torch.softmax(network(*inputs(network, batch)), dim=1))
+        labels = batch.labels
+    mean = torch.stack(probabilities).mean(0)
+    assert result["loss"] == pytest.approx(-mean[torch.arange(len(labels)), labels].log().mean().item(), rel=1e-5)
+    assert result["top1_error"] == pytest.approx((mean.argmax(1) != labels).float().mean().item())
+    alone = evaluate(members[0], strokes / "data", plot=False)
+    assert evaluate([members[0]] * 2, strokes / "data", plot=False)["loss"] == pytest.approx(alone["loss"], rel=1e-6)
+
+
 def test_repeated_testing_needs_a_run_trained_with_augmentation(strokes, tmp_path):
     run = training.train(config(strokes / "data", tmp_path / "plain", epochs=1, augment="none"))
     with pytest.raises(ValueError, match="without augmentation"):

@@ -55,6 +55,9 @@ def test_eval_prints_errors_and_json(run):
     values = json.loads(result.output)
     assert 0 <= values["top1_error"] <= 1 and values["samples"] == 24
     assert set(values["per_class_error"]) == {"horizontal", "vertical", "diagonal"}
+    both = invoke("eval", "--checkpoint", run / "checkpoint.pt", "--checkpoint", run / "best.pt")
+    assert both.exit_code == 0, both.output
+    assert both.output.startswith(f"ensemble of {run / 'checkpoint.pt'} + {run / 'best.pt'} on ")
 
 
 def test_predict_prints_the_top_classes(run, tmp_path):
