@@ -191,8 +191,9 @@ def evaluate(
         log_ps.append(log_p)
     totals = _tally_of(_log_mean_exp(log_ps), labels, first.data["num_classes"])
     names = class_names(first.data)
-    png = Path(confusion_png) if confusion_png is not None else first.path.with_name(f"eval-{first.path.stem}-confusion.png")
+    png = None
     if plot:
+        png = Path(confusion_png) if confusion_png is not None else first.path.with_name(f"eval-{first.path.stem}-confusion.png")
         models = " + ".join(ckpt.config.model for _, _, ckpt in members)
         plot_confusion(totals.confusion, png, names, title=f"{models} on {split} (epoch {first.epoch})")
     return {
@@ -205,6 +206,6 @@ def evaluate(
         "top5_error": totals.top5_error,
         "loss": totals.loss,
         "per_class_error": {name: (None if np.isnan(e) else float(e)) for name, e in zip(names, totals.per_class_error())},
-        "confusion_png": str(png) if plot else None,
+        "confusion_png": None if png is None else str(png),
         "repeats": repeats,
     }

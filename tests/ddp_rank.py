@@ -13,3 +13,18 @@ def main(payload: str) -> None:
     """Run ``sparsenet.train.run_rank(payload)`` and save the rank's state_dict to ``<out>/rank<RANK>.pt``."""
     network = run_rank(payload)
     torch.save(network.state_dict(), Path(json.loads(payload)["config"]["out"]) / f"rank{os.environ['RANK']}.pt")
+
+
+def average(folder: str) -> None:
+    """BatchNorm statistics ``rank + 1`` (and ``rank`` batches counted), then ``average_buffers``; saves ``rank<RANK>.pt``."""
+    from sparsenet import distributed
+
+    rank = distributed.Rank.from_env()
+    distributed.init(rank, torch.device("cpu"))
+    norm = torch.nn.BatchNorm1d(3)
+    norm.running_mean.fill_(rank.rank + 1)
+    norm.running_var.fill_(2 * (rank.rank + 1))
+    norm.num_batches_tracked.fill_(rank.rank)
+    distributed.average_buffers(norm)
+    torch.save(norm.state_dict(), Path(folder) / f"rank{rank.rank}.pt")
+    distributed.shutdown()

@@ -74,6 +74,17 @@ def test_ranks_with_local_batchnorm_hold_identical_parameters_and_statistics(loc
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
+def test_batchnorm_statistics_are_averaged_over_ranks_not_copied_from_one(tmp_path):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", str(Path(__file__).parent))
+        distributed.spawn("ddp_rank:average", 2, str(tmp_path))
+    for r in (0, 1):
+        state = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
+        assert torch.equal(state["running_mean"], torch.full((3,), 1.5))  # ranks held 1 and 2
+        assert torch.equal(state["running_var"], torch.full((3,), 3.0))
+        assert state["num_batches_tracked"].item() == r  # integer counters are left alone
+
+
 def assert_close_runs(a: ckpt_io.Checkpoint, b: ckpt_io.Checkpoint) -> None:
     for key, value in a.model.items():
         torch.testing.assert_close(b.model[key], value, rtol=1e-4, atol=1e-5)
