@@ -379,6 +379,26 @@ def export_model(checkpoint, out, dataset, data, repeats) -> None:
     click.echo(json.dumps(export(checkpoint, out, dataset=dataset, data=data, repeats=repeats), indent=1))
 
 
+@main.command("export-ensemble", context_settings=CONTEXT, short_help="Index shipped models evaluated together.")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--models", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("models"),
+              show_default=True, help="The folder of shipped models and index.json.")
+@click.option("--dataset", required=True, help="Dataset name for the index, as for export.")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The shard folder to measure the test error on, as `make preprocess` leaves it.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Also record the test error with test-time augmentation (eval --repeats).")
+@reports_errors
+def export_ensemble(name, files, folder, dataset, data, repeats) -> None:
+    """Measure the test error of shipped models FILES (names in index.json) evaluated together —
+    the mean of their class probabilities, as `sparsenet eval --checkpoint A --checkpoint B` —
+    and record it as ensemble NAME in index.json."""
+    from sparsenet.zoo import export_ensemble
+
+    click.echo(json.dumps(export_ensemble(folder, name, list(files), dataset=dataset, data=data, repeats=repeats), indent=1))
+
+
 @main.command("report", context_settings=CONTEXT, short_help="Compare runs: a table and error-vs-sparsity plot.")
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--test-on", "test_on", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),

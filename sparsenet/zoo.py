@@ -15,6 +15,12 @@ checkpoint), refuses one larger than :data:`MAX_BYTES`, evaluates it on the test
     command      the `sparsenet train` command line that trained it (from the run's config.json)
     repeats, repeated_top1_error   with ``repeats > 1``: the test error with test-time augmentation
                  (`sparsenet eval --repeats R`)
+
+``export_ensemble(folder, name, files, dataset=..., data=...)`` records, under ``ensembles`` in the
+same index, the test error of shipped models evaluated together (`sparsenet eval --checkpoint A
+--checkpoint B`, the mean of their class probabilities): ``name``, ``files``, ``dataset``,
+``data``, ``top1_error``, ``top5_error`` and, with ``repeats > 1``, ``repeats`` and
+``repeated_top1_error``.
 """
 
 from __future__ import annotations
@@ -44,9 +50,36 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 def read_index(folder: str | os.PathLike) -> list[dict[str, Any]]:
-    """The entries of ``folder/index.json`` (empty if there is none)."""
+    """The model entries of ``folder/index.json`` (empty if there is none)."""
+    return _read(folder).get("models", [])
+
+
+def read_ensembles(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """The ensemble entries of ``folder/index.json`` (empty if there are none)."""
+    return _read(folder).get("ensembles", [])
+
+
+def _read(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / INDEX
-    return json.loads(path.read_text())["models"] if path.is_file() else []
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write(folder: Path, models: list[dict[str, Any]], ensembles: list[dict[str, Any]]) -> None:
+    index: dict[str, Any] = {"models": sorted(models, key=lambda e: e["file"])}
+    if ensembles:
+        index["ensembles"] = sorted(ensembles, key=lambda e: e["name"])
+    text = json.dumps(index, indent=1) + "\n"
+    save_atomic(folder / INDEX, lambda f: f.write(text), mode="w")
+
+
+def _errors(checkpoints: str | os.PathLike | list[Path], data: str | os.PathLike, repeats: int) -> dict[str, Any]:
+    """top1_error and top5_error of ``checkpoints`` on ``data``, and with ``repeats > 1`` the repeated top-1 error."""
+    result = evaluate(checkpoints, data, plot=False)
+    errors: dict[str, Any] = {"top1_error": result["top1_error"], "top5_error": result["top5_error"]}
+    if repeats > 1:
+        errors["repeats"] = repeats
+        errors["repeated_top1_error"] = evaluate(checkpoints, data, plot=False, repeats=repeats)["top1_error"]
+    return errors
 
 
 def _command(checkpoint: Path) -> str:
@@ -73,23 +106,39 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *, dataset: st
     if size > MAX_BYTES:
         out.unlink()
         raise CheckpointError(checkpoint, f"{size:,} bytes without optimizer state; shipped models are at most {MAX_BYTES:,}")
-    result = evaluate(out, data, plot=False)
+    errors = _errors(out, data, repeats)
     entry: dict[str, Any] = {
         "file": out.name,
         "dataset": dataset,
         "data": str(data),
-        "top1_error": result["top1_error"],
-        "top5_error": result["top5_error"],
+        "top1_error": errors.pop("top1_error"),
+        "top5_error": errors.pop("top5_error"),
         "sha256": sha256(out),
         "bytes": size,
         "model": ckpt.config.model,
         "epoch": ckpt.epoch,
         "command": _command(Path(checkpoint)),
+        **errors,
     }
-    if repeats > 1:
-        entry["repeats"] = repeats
-        entry["repeated_top1_error"] = evaluate(out, data, plot=False, repeats=repeats)["top1_error"]
     entries = [e for e in read_index(out.parent) if e["file"] != out.name] + [entry]
-    text = json.dumps({"models": sorted(entries, key=lambda e: e["file"])}, indent=1) + "\n"
-    save_atomic(out.parent / INDEX, lambda f: f.write(text), mode="w")
+    _write(out.parent, entries, read_ensembles(out.parent))
+    return entry
+
+
+def export_ensemble(folder: str | os.PathLike, name: str, files: list[str], *, dataset: str, data: str | os.PathLike,
+                    repeats: int = 1) -> dict[str, Any]:
+    """Evaluate the shipped models ``files`` of ``folder`` as one ensemble and index it as ``name``; returns its entry.
+
+    Raises:
+        ValueError: fewer than two files, or a file that ``folder/index.json`` does not list.
+    """
+    folder = Path(folder)
+    models = read_index(folder)
+    unknown = sorted(set(files) - {e["file"] for e in models})
+    if unknown or len(files) < 2:
+        listed = ", ".join(e["file"] for e in models) or "none"
+        raise ValueError(f"{folder / INDEX}: an ensemble takes two or more of its models (listed: {listed}); got {', '.join(files)}")
+    entry = {"name": name, "files": list(files), "dataset": dataset, "data": str(data),
+             **_errors([folder / f for f in files], data, repeats)}
+    _write(folder, models, [e for e in read_ensembles(folder) if e["name"] != name] + [entry])
     return entry

@@ -20,6 +20,7 @@ from sparsenet.shards import ShardReader
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = zoo.read_index(REPO / "models")
+ENSEMBLES = zoo.read_ensembles(REPO / "models")
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,27 @@ def test_export_drops_the_optimizer_and_indexes_the_measured_error(run, tmp_path
     assert zoo.read_index(tmp_path / "models") == [entry]
     again = zoo.export(run / "checkpoint.pt", tmp_path / "models" / "tiny.pt", dataset="mnist", data=entry["data"])
     assert zoo.read_index(tmp_path / "models") == [again]  # replaced, not duplicated
+
+
+def test_an_ensemble_of_shipped_models_is_indexed_with_its_measured_error(run, tmp_path):
+    models = tmp_path / "models"
+    data = Path(json.loads((run / "config.json").read_text())["config"]["data"])
+    other = training.train(TrainConfig.from_dict({**ckpt_io.load(run / "checkpoint.pt").config.to_dict(),
+                                                  "out": str(tmp_path / "other"), "seed": 9}))
+    for source, name in ((run, "a.pt"), (other, "b.pt")):
+        zoo.export(source / "checkpoint.pt", models / name, dataset="mnist", data=data)
+    result = CliRunner().invoke(main, ["export-ensemble", "pair", "a.pt", "b.pt", "--models", str(models),
+                                       "--dataset", "mnist", "--data", str(data), "--repeats", "2"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads(result.output)
+    assert zoo.read_ensembles(models) == [entry] and entry["files"] == ["a.pt", "b.pt"]
+    assert entry["top1_error"] == evaluate([models / "a.pt", models / "b.pt"], data, plot=False)["top1_error"]
+    assert entry["repeats"] == 2 and 0 <= entry["repeated_top1_error"] <= 1
+    zoo.export(run / "checkpoint.pt", models / "a.pt", dataset="mnist", data=data)
+    assert zoo.read_ensembles(models) == [entry]  # re-exporting a member keeps the ensemble
+    result = CliRunner().invoke(main, ["export-ensemble", "bad", "a.pt", "c.pt", "--models", str(models),
+                                       "--dataset", "mnist", "--data", str(data)])
+    assert result.exit_code == 1 and "two or more of its models (listed: a.pt, b.pt); got a.pt, c.pt" in result.output
 
 
 def test_export_refuses_a_model_over_the_size_limit(run, tmp_path, monkeypatch):
@@ -76,19 +98,39 @@ def preprocess_command(dataset: str, out: Path) -> list[str]:
     return ["preprocess", dataset, "--out", str(out)]
 
 
-@pytest.mark.parametrize("entry", SHIPPED, ids=[e["file"] for e in SHIPPED])
-def test_shipped_model_reproduces_its_test_error(entry, raw_data, tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SPARSENET_RAW", str(raw_data))
-    shards = tmp_path_factory.mktemp("shipped") / Path(entry["data"]).name
-    result = CliRunner().invoke(main, preprocess_command(entry["dataset"], shards))
+def rebuilt_shards(entry: dict, raw_data: Path, folder: Path, files: list[str]) -> Path:
+    """``entry``'s shards converted afresh from the raw data into ``folder``, checked to be the conversion ``files`` saw."""
+    shards = folder / Path(entry["data"]).name
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPARSENET_RAW", str(raw_data))
+        result = CliRunner().invoke(main, preprocess_command(entry["dataset"], shards))
     assert result.exit_code == 0, result.output
-    model = ckpt_io.load(REPO / "models" / entry["file"])
-    assert ckpt_io.data_info(ShardReader(shards / "test").meta)["params"] == model.data["params"]  # the same conversion
-    result = CliRunner().invoke(main, ["eval", "--checkpoint", str(REPO / "models" / entry["file"]), "--data", str(shards), "--json",
+    for file in files:
+        model = ckpt_io.load(REPO / "models" / file)
+        assert ckpt_io.data_info(ShardReader(shards / "test").meta)["params"] == model.data["params"]  # the same conversion
+    return shards
+
+
+def eval_json(files: list[str], shards: Path) -> dict:
+    """`sparsenet eval --json` of the shipped ``files`` (an ensemble when several) on ``shards``."""
+    members = [arg for file in files for arg in ("--checkpoint", str(REPO / "models" / file))]
+    result = CliRunner().invoke(main, ["eval", *members, "--data", str(shards), "--json",
                                        "--confusion", str(shards.parent / "confusion.png")])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["top1_error"] == entry["top1_error"]
+    return json.loads(result.output)
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=[e["file"] for e in SHIPPED])
+def test_shipped_model_reproduces_its_test_error(entry, raw_data, tmp_path):
+    shards = rebuilt_shards(entry, raw_data, tmp_path, [entry["file"]])
+    assert eval_json([entry["file"]], shards)["top1_error"] == entry["top1_error"]
     assert shlex.split(entry["command"])[:2] == ["sparsenet", "train"]
+
+
+@pytest.mark.parametrize("entry", ENSEMBLES, ids=[e["name"] for e in ENSEMBLES])
+def test_shipped_ensemble_reproduces_its_test_error(entry, raw_data, tmp_path):
+    shards = rebuilt_shards(entry, raw_data, tmp_path, entry["files"])
+    assert eval_json(entry["files"], shards)["top1_error"] == entry["top1_error"]
 
 
 def shipped(dataset: str) -> dict:
