@@ -361,15 +361,24 @@ def predict(checkpoint, inputs, top, device, as_json) -> None:
             click.echo(f"  {rank}. {guess['name']:>12} (class {guess['class']:>3})  {100 * guess['probability']:6.2f}%")
 
 
+def index_options(command):
+    """--dataset, --data and --repeats: what `export` and `export-ensemble` record in models/index.json."""
+    for option in reversed([
+        click.option("--dataset", required=True, help="Dataset name for the index: assamese, mnist, masked-mnist-S, masked-caltech101-S."),
+        click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="The shard folder to measure the test error on, as `make preprocess` leaves it (e.g. data/assamese)."),
+        click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Also record the test error with test-time augmentation (eval --repeats)."),
+    ]):
+        command = option(command)
+    return command
+
+
 @main.command("export", context_settings=CONTEXT, short_help="Ship a trained model: models/NAME.pt and models/index.json.")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The run's checkpoint (e.g. runs/assamese-vgg/checkpoint.pt).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write it, e.g. models/assamese-vgg.pt.")
-@click.option("--dataset", required=True, help="Dataset name for the index: assamese, mnist, masked-mnist-S, masked-caltech101-S.")
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="The shard folder to measure its test error on, as `make preprocess` leaves it (e.g. data/assamese).")
-@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Also record the test error with test-time augmentation (eval --repeats).")
+@index_options
 @reports_errors
 def export_model(checkpoint, out, dataset, data, repeats) -> None:
     """Copy a checkpoint without its optimizer state (at most 2 MB), measure its test error and
@@ -384,11 +393,7 @@ def export_model(checkpoint, out, dataset, data, repeats) -> None:
 @click.argument("files", nargs=-1, required=True)
 @click.option("--models", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("models"),
               show_default=True, help="The folder of shipped models and index.json.")
-@click.option("--dataset", required=True, help="Dataset name for the index, as for export.")
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="The shard folder to measure the test error on, as `make preprocess` leaves it.")
-@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Also record the test error with test-time augmentation (eval --repeats).")
+@index_options
 @reports_errors
 def export_ensemble(name, files, folder, dataset, data, repeats) -> None:
     """Measure the test error of shipped models FILES (names in index.json) evaluated together —

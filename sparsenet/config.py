@@ -107,6 +107,9 @@ class TrainConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
 
+# What the masked-image recipes share: Adam at a constant lr, no weight decay, no augmentation.
+_MASKED: dict[str, Any] = dict(optimizer="adam", lr_schedule="constant", weight_decay=0.0, augment="none")
+
 # Per-dataset defaults, keyed by :func:`dataset_name`.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # SparseConvNet's VGGplus recipe (lr 0.1, Nesterov, weight decay 1e-4) fitted to about an hour
@@ -141,29 +144,11 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # The Uhrig et al. reproduction's Adam 5e-3, batch 64, 10 epochs; but no weight decay: with its
     # 1e-3 the sparsity-invariant net stayed at chance for a 10,000-sample epoch at sparsity 0.5
     # (13 % test error after two such epochs without). ~7,000 samples/s.
-    "masked-mnist": dict(
-        model="sinet-mnist",
-        epochs=10,
-        batch_size=64,
-        optimizer="adam",
-        lr=5e-3,
-        lr_schedule="constant",
-        weight_decay=0.0,
-        augment="none",
-    ),
+    "masked-mnist": dict(model="sinet-mnist", epochs=10, batch_size=64, lr=5e-3, **_MASKED),
     # The Uhrig et al. reproduction's Caltech-101 recipe (Adam 1e-3, batch 128, 15 epochs) without its
     # weight decay of 0.3, at the shards' size (`preprocess masked --size`, 64 by default: ~19 s per
     # epoch on 2 cores for the sparsity-invariant net, where 224 x 224 would be ~12x that).
-    "masked-caltech101": dict(
-        model="sinet-caltech",
-        epochs=15,
-        batch_size=128,
-        optimizer="adam",
-        lr=1e-3,
-        lr_schedule="constant",
-        weight_decay=0.0,
-        augment="none",
-    ),
+    "masked-caltech101": dict(model="sinet-caltech", epochs=15, batch_size=128, lr=1e-3, **_MASKED),
 }
 
 
