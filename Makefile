@@ -22,10 +22,13 @@ $(STAMP): pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The masked-MNIST sparsities of the shipped models (models/index.json names these folders).
+PREPROCESS_MASKED_MNIST := 0.5 0.9
+
 preprocess: setup
 	$(SN) preprocess assamese --out $(DATA)/assamese
 	$(SN) preprocess mnist --out $(DATA)/mnist
-	$(SN) preprocess masked --dataset mnist --sparsity 0.9 --out $(DATA)/masked-mnist-0.9
+	$(foreach s,$(PREPROCESS_MASKED_MNIST),$(SN) preprocess masked --dataset mnist --sparsity $(s) --out $(DATA)/masked-mnist-$(s) && ) true
 	$(SN) preprocess masked --dataset caltech101 --sparsity 0.5 --out $(DATA)/masked-caltech101-0.5
 
 lint: setup
