@@ -109,7 +109,7 @@ train-mnist-dropout: $(DATA)/mnist/test/manifest.json
 sparsity-sweep: $(foreach s,$(SWEEP_SPARSITIES),$(DATA)/masked-mnist-$(s)/test/manifest.json)
 	$(call sweep,mnist,$(SWEEP_SPARSITIES),$(SWEEP_MODELS),$(RUNS)/sparsity-sweep,$(SWEEP_ARGS))
 
-# The same on masked Caltech-101 at 64x64 (`preprocess masked --size`), 15 epochs per run (~5 min each).
+# The same on masked Caltech-101 at 64x64 (`preprocess masked --size`), 15 epochs per run (~2.5 min each; ~40 min in all).
 caltech-sweep: $(foreach s,$(CALTECH_SPARSITIES),$(DATA)/masked-caltech101-$(s)/test/manifest.json)
 	$(call sweep,caltech101,$(CALTECH_SPARSITIES),$(CALTECH_MODELS),$(RUNS)/caltech-sweep,$(CALTECH_ARGS))
 
