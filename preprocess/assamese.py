@@ -32,14 +32,15 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from preprocess.strokes import ENCODINGS, render
-from sparsenet.shards import ShardMeta, ShardWriter
+from sparsenet.converters import Converter
+from sparsenet.shards import Sample, ShardMeta, ShardWriter
 from sparsenet.sources import RawDataError, iter_members
 
 FILE_PATTERN = re.compile(r"(?:^|/)W(\d+)/(\d+)\.(\d+)\.txt$", re.IGNORECASE)
@@ -174,8 +175,10 @@ def load(source: str | os.PathLike, *, progress: bool = False) -> tuple[list[Rec
             skipped.append(f"{name}: the file name says writer {writer} but it is in folder W{folder}")
             continue
         if (writer, class_id) in records:
-            raise RawDataError(f"{name}: a second file for class {class_id}, writer {writer} "
-                               f"(first: {records[writer, class_id].sample_id})")
+            raise RawDataError(
+                f"{name}: a second file for class {class_id}, writer {writer} "
+                f"(first: {records[writer, class_id].sample_id})"
+            )
         records[writer, class_id] = Record(sample_id, class_id, writer, parse(data.decode("latin-1"), name))
     if not records:
         raise RawDataError(f"{source}: no W<writer>/<class>.<writer>.txt stroke files found")
@@ -193,7 +196,9 @@ def class_names(records: Iterable[Record], num_classes: int) -> tuple[str, ...]:
     )
 
 
-def _render(strokes: list[np.ndarray], name: str, scale: float, field: int, encoding: str) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    strokes: list[np.ndarray], name: str, scale: float, field: int, encoding: str
+) -> tuple[np.ndarray, np.ndarray]:
     try:
         return render(strokes, scale=scale, field=field, encoding=encoding)
     except ValueError as err:
@@ -245,9 +250,14 @@ def convert(
         feature_names=ENCODINGS[encoding],
         class_names=class_names(records, num_classes),
         source=str(source),
-        converter="preprocess.assamese",
-        params={"scale": scale, "field": field, "encoding": encoding,
-                **{f"{s}_writers": sorted(w) for s, w in splits.items()}},
+        converter="assamese",
+        dataset="assamese",
+        params={
+            "scale": scale,
+            "field": field,
+            "encoding": encoding,
+            **{f"{s}_writers": sorted(w) for s, w in splits.items()},
+        },
     )
     samples = {split: [] for split in splits}
     for r in tqdm(records, desc="render", unit=" samples", disable=not progress):
@@ -269,3 +279,12 @@ def convert(
         "skipped": skipped,
         "unused_writers": sorted({r.writer for r in records} - used),
     }
+
+
+def read_input(path: Path, params: dict) -> Sample:
+    """One stroke file as a sample on the field of shards written with ``params`` (``sparsenet predict``)."""
+    coords, features = sample_from_file(path, scale=params["scale"], field=params["field"], encoding=params["encoding"])
+    return Sample(coords, features, -1, str(path))
+
+
+CONVERTER = Converter("assamese", convert, read_input, "Online Handwritten Assamese Characters -> stroke sites")

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from sparsenet.shards import ShardWriter
+from sparsenet.shards import Sample, ShardWriter
+
+
+class SampleList:
+    """Stands in for a :class:`ShardWriter` where samples are wanted in memory (one raw input for predict)."""
+
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+
+    def add(self, coords: np.ndarray, features: np.ndarray, label: int, sample_id: str = "") -> None:
+        self.samples.append(
+            Sample(np.asarray(coords, dtype=np.int32), np.asarray(features, dtype=np.float32), label, sample_id)
+        )
 
 
 def add_pixel_samples(
-    writer: ShardWriter,
+    writer: ShardWriter | SampleList,
     valid: np.ndarray,
     values: np.ndarray,
     labels: Sequence[int],

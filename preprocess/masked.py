@@ -28,6 +28,7 @@ import numpy as np
 
 from preprocess import caltech101, mnist
 from preprocess.images import add_pixel_samples
+from sparsenet.converters import Converter
 from sparsenet.shards import ShardMeta, ShardWriter
 
 DATASETS = ("mnist", "caltech101")
@@ -57,24 +58,39 @@ def _images(dataset: str, source, size: int, seed: int, progress: bool) -> tuple
             split: (images[..., None], labels, [f"{split}/{i}" for i in range(len(labels))])
             for split, (images, labels) in mnist.load(source).items()
         }
-        meta = ShardMeta(spatial_shape=(28, 28), num_classes=10, feature_names=("intensity",),
-                         class_names=tuple(str(d) for d in range(10)), params={"mean": [0.0], "std": [1.0]})
+        meta = ShardMeta(
+            spatial_shape=(28, 28),
+            num_classes=10,
+            feature_names=("intensity",),
+            class_names=tuple(str(d) for d in range(10)),
+            params={"mean": [0.0], "std": [1.0]},
+        )
         return splits, meta
     images, labels, class_names, ids = caltech101.load(source, size=size, progress=progress)
     parts = caltech101.split_indices(labels, CALTECH_SPLITS, seed)
     splits = {split: (images[idx], labels[idx], [ids[i] for i in idx]) for split, idx in parts.items()}
-    params = {"size": size, "resize": "centre square crop, bilinear resize", "mean": list(IMAGENET_MEAN),
-              "std": list(IMAGENET_STD), "split_fractions": CALTECH_SPLITS}
-    meta = ShardMeta(spatial_shape=(size, size), num_classes=len(class_names),
-                     feature_names=("red", "green", "blue"), class_names=class_names, params=params)
+    params = {
+        "size": size,
+        "resize": "centre square crop, bilinear resize",
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "split_fractions": CALTECH_SPLITS,
+    }
+    meta = ShardMeta(
+        spatial_shape=(size, size),
+        num_classes=len(class_names),
+        feature_names=("red", "green", "blue"),
+        class_names=class_names,
+        params=params,
+    )
     return splits, meta
 
 
 def convert(
-    dataset: str,
     source: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
+    dataset: str,
     sparsity: float,
     seed: int = 0,
     size: int = 64,
@@ -94,9 +110,18 @@ def convert(
         raise ValueError(f"size must be a positive number of pixels, got {size}")
     splits, meta = _images(dataset, source, size, seed, progress)
     meta = dataclasses.replace(
-        meta, source=str(source), converter="preprocess.masked",
-        params={"dataset": dataset, "sparsity": sparsity, "seed": seed, "mask": "exact count, uniform",
-                "feature": "(value / 255 - mean) / std", **meta.params},
+        meta,
+        source=str(source),
+        converter="masked",
+        dataset=f"masked-{dataset}",
+        params={
+            "dataset": dataset,
+            "sparsity": sparsity,
+            "seed": seed,
+            "mask": "exact count, uniform",
+            "feature": "(value / 255 - mean) / std",
+            **meta.params,
+        },
     )
     mean, std = (np.asarray(meta.params[k], dtype=np.float32) for k in ("mean", "std"))
     counts = {}
@@ -111,3 +136,6 @@ def convert(
                 bar.update(len(chunk))
         counts[split] = len(labels)
     return {"out_dir": str(out_dir), "samples": counts, "sparsity": sparsity, "seed": seed}
+
+
+CONVERTER = Converter("masked", convert, None, "MNIST or Caltech-101 with random validity masks -> valid-pixel sites")

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.images import add_pixel_samples
-from sparsenet.shards import ShardMeta, ShardWriter
+from preprocess.images import SampleList, add_pixel_samples
+from sparsenet.converters import Converter
+from sparsenet.shards import Sample, ShardMeta, ShardWriter
 from sparsenet.sources import RawDataError, iter_members
 
 SPLITS = {"train": "train", "test": "t10k"}  # split -> file name prefix
@@ -102,7 +103,8 @@ def convert(source: str | os.PathLike, out_dir: str | os.PathLike, *, field: int
         feature_names=("intensity",),
         class_names=tuple(str(d) for d in range(10)),
         source=str(source),
-        converter="preprocess.mnist",
+        converter="mnist",
+        dataset="mnist",
         params={"field": field, "offset": list(offset), "image_shape": [h, w], "feature": "value / 255"},
     )
     for split, (images, labels) in data.items():
@@ -114,3 +116,30 @@ def convert(source: str | os.PathLike, out_dir: str | os.PathLike, *, field: int
                 add_pixel_samples(writer, chunk > 0, chunk[..., None] / 255.0, labels[lo : lo + CHUNK], ids, offset)
                 bar.update(len(chunk))
     return {"out_dir": str(out_dir), "samples": {split: len(d[1]) for split, d in data.items()}, "field": field}
+
+
+def read_input(path: Path, params: dict) -> Sample:
+    """One image file (PNG, JPEG, ...) as a sample on the field of shards written with ``params``:
+    grey, resized to the stored image shape, inverted when the background is light (MNIST digits
+    are light on black), then sites as :func:`convert` makes them (``sparsenet predict``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    height, width = params["image_shape"]
+    try:
+        with Image.open(path) as image:
+            grey = np.asarray(image.convert("L").resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+    except UnidentifiedImageError:
+        raise RawDataError(f"{path}: not an image file that Pillow can read") from None
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 127:  # dark ink on light paper -> MNIST's light digit on black
+        grey = 255 - grey
+    if not grey.any():
+        raise RawDataError(f"{path}: the image is blank (no pixel above 0 after conversion)")
+    collector = SampleList()
+    add_pixel_samples(
+        collector, grey[None] > 0, grey[None, :, :, None] / 255, [-1], [str(path)], tuple(params["offset"])
+    )
+    return collector.samples[0]
+
+
+CONVERTER = Converter("mnist", convert, read_input, "MNIST digits centred in a larger field -> pixel sites")

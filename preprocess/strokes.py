@@ -24,7 +24,7 @@ stroke (a dot) marks one site with direction (0, 0).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -48,8 +48,10 @@ def normalise(strokes: Sequence[np.ndarray], scale: float) -> list[np.ndarray]:
     lo, hi = points.min(axis=0), points.max(axis=0)
     extent = hi - lo
     if (extent <= 0).any():
-        raise ValueError(f"the character has zero {'width' if extent[0] <= 0 else 'height'} "
-                         f"(x {lo[0]:g}..{hi[0]:g}, y {lo[1]:g}..{hi[1]:g})")
+        raise ValueError(
+            f"the character has zero {'width' if extent[0] <= 0 else 'height'} "
+            f"(x {lo[0]:g}..{hi[0]:g}, y {lo[1]:g}..{hi[1]:g})"
+        )
     centre, factor = (lo + hi) / 2, scale / extent.max()
     return [(np.asarray(s, dtype=np.float64) - centre) * factor for s in strokes]
 
@@ -110,8 +112,10 @@ def rasterise(
     if not inside.all():
         if outside != "drop":
             bad = points[~inside][0] - field / 2
-            raise ValueError(f"stroke point ({bad[0]:.1f}, {bad[1]:.1f}) from the centre falls outside the "
-                             f"{field}x{field} field; use a larger field or a smaller scale")
+            raise ValueError(
+                f"stroke point ({bad[0]:.1f}, {bad[1]:.1f}) from the centre falls outside the "
+                f"{field}x{field} field; use a larger field or a smaller scale"
+            )
         sites, feats = sites[inside], feats[inside]
     return merge_sites(sites[:, 1] * field + sites[:, 0], feats, field)
 

@@ -43,8 +43,10 @@ def record_activity(model: nn.Module, x: sc.SparseConvTensor, *, sample: int = 0
         ValueError: ``model`` is not a sparse network or ``sample`` is not in the batch.
     """
     if getattr(model, "input_kind", None) != "sparse":
-        raise ValueError(f"{type(model).__name__} is not a sparse network (input_kind "
-                         f"{getattr(model, 'input_kind', None)!r}); activity needs one")
+        raise ValueError(
+            f"{type(model).__name__} is not a sparse network (input_kind "
+            f"{getattr(model, 'input_kind', None)!r}); activity needs one"
+        )
     if not 0 <= sample < x.batch_size:
         raise ValueError(f"sample {sample} is not in a batch of {x.batch_size}")
     composites = [name for name, module in model.named_modules() if isinstance(module, _COMPOSITE)]
@@ -52,8 +54,12 @@ def record_activity(model: nn.Module, x: sc.SparseConvTensor, *, sample: int = 0
 
     def hook(name: str):
         def record(_module: nn.Module, _inputs: object, output: sc.SparseConvTensor) -> None:
-            records.append(LayerActivity(f"{name} {type(_module).__name__}", tuple(output.spatial_shape),
-                                         _sample_sites(output, sample)))
+            records.append(
+                LayerActivity(
+                    f"{name} {type(_module).__name__}", tuple(output.spatial_shape), _sample_sites(output, sample)
+                )
+            )
+
         return record
 
     handles = [
@@ -73,8 +79,9 @@ def record_activity(model: nn.Module, x: sc.SparseConvTensor, *, sample: int = 0
     return records
 
 
-def draw_activity(model: nn.Module, x: sc.SparseConvTensor, png_path: str | Path, *,
-                  sample: int = 0) -> list[LayerActivity]:
+def draw_activity(
+    model: nn.Module, x: sc.SparseConvTensor, png_path: str | Path, *, sample: int = 0
+) -> list[LayerActivity]:
     """Draws the active sites (black) and ground state (grey) of every layer side by side and
     saves the PNG; returns what :func:`record_activity` recorded."""
     records = record_activity(model, x, sample=sample)

@@ -31,8 +31,8 @@ batch of one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 
@@ -222,7 +222,9 @@ def _turn_directions(
         v = features[list(pair)]
         turned = _times(m, v)
         norm, length = np.sqrt((turned * turned).sum(0)), np.sqrt((v * v).sum(0))  # as np.linalg.norm, bit for bit
-        features[list(pair)] = np.where(keep, v, turned * np.divide(length, norm, out=np.zeros_like(norm), where=norm > 0))
+        features[list(pair)] = np.where(
+            keep, v, turned * np.divide(length, norm, out=np.zeros_like(norm), where=norm > 0)
+        )
     return features
 
 
@@ -312,7 +314,9 @@ class FieldTransform:
         if self.augmentation is None:
             return list(samples)
         if len(rngs) != len(samples) or any(rng is None for rng in rngs):
-            raise ValueError(f"augmentation needs one numpy Generator per sample; got {len(rngs)} for {len(samples)} samples")
+            raise ValueError(
+                f"augmentation needs one numpy Generator per sample; got {len(rngs)} for {len(samples)} samples"
+            )
         if not samples:
             return []
         a, t = zip(*(self.augmentation.draw(rng) for rng in rngs))

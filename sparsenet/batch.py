@@ -9,9 +9,8 @@ call to each network input kind: ``batch.sparse()`` (a ``spconv.pytorch.SparseCo
 from __future__ import annotations
 
 import time
-
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -40,7 +39,7 @@ class SparseBatch:
     def batch_size(self) -> int:
         return int(self.labels.shape[0])
 
-    def to(self, device: torch.device | str) -> "SparseBatch":
+    def to(self, device: torch.device | str) -> SparseBatch:
         """The same batch on ``device`` (coords stay int32 and contiguous)."""
         return SparseBatch(
             self.coords.to(device, non_blocking=True).contiguous(),
@@ -89,7 +88,9 @@ def collate(samples: Sequence[Sample], spatial_shape: tuple[int, int]) -> Sparse
     np.concatenate([s.coords for s in samples], out=coords[:, 1:])
     features = np.concatenate([s.features for s in samples]).astype(np.float32, copy=False)
     labels = np.fromiter((s.label for s in samples), dtype=np.int64, count=len(samples))
-    return SparseBatch(torch.from_numpy(coords), torch.from_numpy(features), torch.from_numpy(labels), tuple(spatial_shape))
+    return SparseBatch(
+        torch.from_numpy(coords), torch.from_numpy(features), torch.from_numpy(labels), tuple(spatial_shape)
+    )
 
 
 class ShardDataset(torch.utils.data.Dataset):
@@ -146,7 +147,11 @@ class ShardDataset(torch.utils.data.Dataset):
             return samples
         rngs = [self._rng(i) for i in indices]
         batch = getattr(self.transform, "batch", None)
-        out = [self.transform(sample, rng) for sample, rng in zip(samples, rngs)] if batch is None else batch(samples, rngs)
+        out = (
+            [self.transform(sample, rng) for sample, rng in zip(samples, rngs)]
+            if batch is None
+            else batch(samples, rngs)
+        )
         self.seconds["augment"] += time.perf_counter() - read
         return out
 

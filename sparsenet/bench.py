@@ -25,10 +25,11 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from sparsenet.batch import SparseBatch, collate
 from sparsenet.bench_data import Workspace, masked_samples
 from sparsenet.config import TRAIN_SPLIT
-from sparsenet.evaluate import dataset, inputs
+from sparsenet.pipeline import dataset, inputs
 from sparsenet.shards import Sample, ShardReader
 
 if TYPE_CHECKING:  # the other case modules import this one
@@ -56,10 +57,10 @@ class Stats:
     runs: int
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Stats":
+    def of(cls, values: Sequence[float]) -> Stats:
         return cls(float(np.median(values)), float(min(values)), float(max(values)), len(values))
 
-    def rate(self, count: float) -> "Stats":
+    def rate(self, count: float) -> Stats:
         """``count / seconds`` for these timings (the fastest run gives the highest rate)."""
         return Stats(count / self.median, count / self.high, count / self.low, self.runs)
 
@@ -88,12 +89,28 @@ class Settings:
     seed: int = 0
 
     @classmethod
-    def for_mode(cls, quick: bool, threads: int = 2) -> "Settings":
+    def for_mode(cls, quick: bool, threads: int = 2) -> Settings:
         if not quick:
             return cls(threads=threads)
-        return cls(quick=True, batch_size=4, repeats=2, warmup=1, growth_repeats=1, growth_fractions=(0.01, 0.2),
-                   sinet_sparsities=(0.5,), layer_sparsities=(0.9,), layer_size=32, pipeline_batches=2, pipeline_repeats=1, pipeline_workers=(0,),
-                   prep_repeats=1, loader_repeats=1, parallel_epochs=1, parallel_rounds=1, threads=threads)
+        return cls(
+            quick=True,
+            batch_size=4,
+            repeats=2,
+            warmup=1,
+            growth_repeats=1,
+            growth_fractions=(0.01, 0.2),
+            sinet_sparsities=(0.5,),
+            layer_sparsities=(0.9,),
+            layer_size=32,
+            pipeline_batches=2,
+            pipeline_repeats=1,
+            pipeline_workers=(0,),
+            prep_repeats=1,
+            loader_repeats=1,
+            parallel_epochs=1,
+            parallel_rounds=1,
+            threads=threads,
+        )
 
 
 @contextmanager
@@ -143,8 +160,9 @@ def sgd(network: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(network.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=1e-4)
 
 
-def step_fn(network: torch.nn.Module, batch: SparseBatch,
-            optimizer: torch.optim.Optimizer | None = None) -> Callable[[], None]:
+def step_fn(
+    network: torch.nn.Module, batch: SparseBatch, optimizer: torch.optim.Optimizer | None = None
+) -> Callable[[], None]:
     """One training step of ``network`` on ``batch``: input conversion (as training does it), forward,
     cross-entropy, backward, optimizer step (default: :func:`sgd`)."""
     optimizer = optimizer or sgd(network)
@@ -213,12 +231,22 @@ class StepResult:
 
 def _time_twins(case: StepCase, batch: SparseBatch, classes: int, data: str, settings: Settings) -> StepResult:
     channels = batch.features.shape[1]
-    nets = {role: build(name, channels, classes, settings.seed, **case.kwargs)
-            for role, name in (("sparse", case.sparse), ("dense", case.dense))}
+    nets = {
+        role: build(name, channels, classes, settings.seed, **case.kwargs)
+        for role, name in (("sparse", case.sparse), ("dense", case.dense))
+    }
     seconds = interleaved({role: step_fn(net, batch) for role, net in nets.items()}, settings.repeats, settings.warmup)
-    return StepResult(case.label, data, batch.batch_size, list(batch.spatial_shape),
-                      len(batch.coords) / batch.batch_size, Stats.of(seconds["sparse"]), Stats.of(seconds["dense"]),
-                      ratios(seconds["dense"], seconds["sparse"]), case.target)
+    return StepResult(
+        case.label,
+        data,
+        batch.batch_size,
+        list(batch.spatial_shape),
+        len(batch.coords) / batch.batch_size,
+        Stats.of(seconds["sparse"]),
+        Stats.of(seconds["dense"]),
+        ratios(seconds["dense"], seconds["sparse"]),
+        case.target,
+    )
 
 
 def bench_steps(workspace: Workspace, settings: Settings) -> list[StepResult]:
@@ -277,15 +305,24 @@ def bench_sinet_layer(settings: Settings) -> list[LayerResult]:
             sparse(to_sparse_tensor(sites, coords, (size, size), LAYER_BATCH)).features.sum().backward()
 
         seconds = interleaved({"dense": dense_step, "sparse": sparse_step}, settings.repeats, settings.warmup)
-        results.append(LayerResult(sparsity, int(valid.sum()) // LAYER_BATCH, Stats.of(seconds["dense"]),
-                                   Stats.of(seconds["sparse"]), ratios(seconds["dense"], seconds["sparse"])))
+        results.append(
+            LayerResult(
+                sparsity,
+                int(valid.sum()) // LAYER_BATCH,
+                Stats.of(seconds["dense"]),
+                Stats.of(seconds["sparse"]),
+                ratios(seconds["dense"], seconds["sparse"]),
+            )
+        )
     return results
 
 
 # --- case 2: cost growth ----------------------------------------------------------------------------------
 
-GROWTH_MODELS = (("DeepCNet(5, 10)", "deepcnet", "deepcnet-dense", {"l": 5, "k": 10}, 1),
-                 ("sparse VGG (VGGplus)", "vgg", "vgg-dense", {}, 3))  # label, sparse, dense, kwargs, channels
+GROWTH_MODELS = (
+    ("DeepCNet(5, 10)", "deepcnet", "deepcnet-dense", {"l": 5, "k": 10}, 1),
+    ("sparse VGG (VGGplus)", "vgg", "vgg-dense", {}, 3),
+)  # label, sparse, dense, kwargs, channels
 
 
 @dataclass(frozen=True)
@@ -329,20 +366,24 @@ def bench_growth(settings: Settings) -> list[GrowthResult]:
     """Case 2: random sites (a worst case for spreading: every pooling or valid convolution dilates them)."""
     results = []
     for label, sparse, dense, kwargs, channels in GROWTH_MODELS:
-        nets = {"sparse": build(sparse, channels, 10, settings.seed, **kwargs),
-                "dense": build(dense, channels, 10, settings.seed, **kwargs)}
+        nets = {
+            "sparse": build(sparse, channels, 10, settings.seed, **kwargs),
+            "dense": build(dense, channels, 10, settings.seed, **kwargs),
+        }
         field = nets["sparse"].input_size()
         sites, timings = [], {"sparse": [], "dense": []}
         for fraction in settings.growth_fractions:
             sites.append(max(1, round(fraction * field[0] * field[1])))
             batch = random_sites_batch(field, sites[-1], settings.batch_size, channels, settings.seed)
-            seconds = interleaved({role: step_fn(net, batch) for role, net in nets.items()},
-                                  settings.growth_repeats, 1)
+            seconds = interleaved({role: step_fn(net, batch) for role, net in nets.items()}, settings.growth_repeats, 1)
             for role in timings:
                 timings[role].append(Stats.of(seconds[role]))
         cross = crossing(settings.growth_fractions, *([t.median for t in timings[r]] for r in ("sparse", "dense")))
-        results.append(GrowthResult(label, list(field), list(settings.growth_fractions), sites,
-                                    timings["sparse"], timings["dense"], cross))
+        results.append(
+            GrowthResult(
+                label, list(field), list(settings.growth_fractions), sites, timings["sparse"], timings["dense"], cross
+            )
+        )
     return results
 
 
@@ -369,9 +410,15 @@ class BenchResults:
         return asdict(self)
 
 
-
-def run_bench(out: str | Path, workspace: Workspace | None = None, *, quick: bool = False, threads: int = 2,
-              command: str = "sparsenet bench", log: Callable[[str], None] = print) -> BenchResults:
+def run_bench(
+    out: str | Path,
+    workspace: Workspace | None = None,
+    *,
+    quick: bool = False,
+    threads: int = 2,
+    command: str = "sparsenet bench",
+    log: Callable[[str], None] = print,
+) -> BenchResults:
     """Run every case, write the report ``out`` and ``bench/`` (plots, results.json) beside it.
 
     ``workspace`` defaults to the shards in ``data/`` and raw data from ``$SPARSENET_RAW`` (or,

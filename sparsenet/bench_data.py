@@ -35,7 +35,7 @@ class Workspace:
     quick: bool = False
 
     @classmethod
-    def synthetic(cls, folder: Path, seed: int = 0) -> "Workspace":
+    def synthetic(cls, folder: Path, seed: int = 0) -> Workspace:
         """A quick-mode workspace in ``folder``: synthetic raw files, shards converted on demand."""
         raw = folder / "raw"
         write_stroke_files(raw / "assamese", writers=QUICK_WRITERS, classes=QUICK_CLASSES, seed=seed)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -63,8 +63,9 @@ class EfficiencyResult:
         return sum(layer.mm_seconds.median for layer in self.layers)
 
 
-def offset_pairs(fine: Tensor, coarse: Tensor, fine_shape: tuple[int, int], kernel: int, stride: int,
-                 padding: int) -> list[int]:
+def offset_pairs(
+    fine: Tensor, coarse: Tensor, fine_shape: tuple[int, int], kernel: int, stride: int, padding: int
+) -> list[int]:
     """Per kernel offset ``(dy, dx)`` (row-major), the number of pairs (coarse site ``c``, fine site ``f``)
     with ``f = c·stride − padding + (dy, dx)``; ``fine`` and ``coarse`` are int ``[N, 3]`` (batch, y, x).
 
@@ -104,12 +105,14 @@ class _Recorder:
     def _pre(self, name: str) -> Callable[..., None]:
         def hook(module: torch.nn.Module, args: tuple) -> None:
             self._start[name] = time.perf_counter()
+
         return hook
 
     def _post(self, name: str) -> Callable[..., None]:
         def hook(module: torch.nn.Module, args: tuple, out: sc.SparseConvTensor) -> None:
             self.seconds[name].append(time.perf_counter() - self._start[name])
             self.sites.setdefault(name, (args[0].indices, list(args[0].spatial_shape), out.indices))
+
         return hook
 
     def remove(self) -> None:
@@ -142,7 +145,9 @@ def _mm_job(counts: list[int], cin: int, cout: int) -> Callable[[], list[Tensor]
 
 
 @torch.no_grad()
-def measure_network(label: str, network: torch.nn.Module, x: sc.SparseConvTensor, settings: Settings) -> EfficiencyResult:
+def measure_network(
+    label: str, network: torch.nn.Module, x: sc.SparseConvTensor, settings: Settings
+) -> EfficiencyResult:
     """Time every convolution of ``network`` on ``x`` (``settings.repeats`` forward passes) and torch.mm on its matrices."""
     recorder = _Recorder(network)
     try:
@@ -155,9 +160,18 @@ def measure_network(label: str, network: torch.nn.Module, x: sc.SparseConvTensor
         cin, cout = conv.in_channels, conv.out_channels
         mm = interleaved({"mm": _mm_job(counts, cin, cout)}, settings.repeats, settings.warmup)["mm"]
         fine, _, coarse = recorder.sites[name]
-        layers.append(LayerEfficiency(name, type(recorder.layers[name]).__name__, [cin, cout], conv.kernel_size[0],
-                                      [len(fine), len(coarse)], sum(counts) * cin * cout,
-                                      Stats.of(recorder.seconds[name][settings.warmup:]), Stats.of(mm)))
+        layers.append(
+            LayerEfficiency(
+                name,
+                type(recorder.layers[name]).__name__,
+                [cin, cout],
+                conv.kernel_size[0],
+                [len(fine), len(coarse)],
+                sum(counts) * cin * cout,
+                Stats.of(recorder.seconds[name][settings.warmup :]),
+                Stats.of(mm),
+            )
+        )
     return EfficiencyResult(label, x.batch_size, Stats.of(forward), layers)
 
 

@@ -48,9 +48,21 @@ def _run(workspace: Workspace, settings: Settings, options: list[str], out: Path
     into ``out``, in a new process; its metrics rows. A failed run raises ``RuntimeError`` with its output."""
     from sparsenet.checkpoint import load
 
-    command = [sys.executable, "-c", "from sparsenet.cli import main; main()", "train", "--data",
-               str(workspace.shards("assamese")), "--out", str(out), "--epochs", str(settings.parallel_epochs),
-               "--seed", str(settings.seed), *options]
+    command = [
+        sys.executable,
+        "-c",
+        "from sparsenet.cli import main; main()",
+        "train",
+        "--data",
+        str(workspace.shards("assamese")),
+        "--out",
+        str(out),
+        "--epochs",
+        str(settings.parallel_epochs),
+        "--seed",
+        str(settings.seed),
+        *options,
+    ]
     if settings.quick:
         command += ["--batch-size", str(settings.batch_size)]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -66,8 +78,10 @@ def bench_parallel(workspace: Workspace, settings: Settings, scratch: Path) -> l
         for i, (label, options) in enumerate(SETTINGS.items()):
             runs_by_label[label].append(_run(workspace, settings, options, scratch / f"setting{i}-round{round_}"))
     timed = {label: [rows[1:] or rows for rows in runs] for label, runs in runs_by_label.items()}
-    medians = {label: [float(np.median([row["samples_per_s"] for row in rows])) for rows in runs]
-               for label, runs in timed.items()}
+    medians = {
+        label: [float(np.median([row["samples_per_s"] for row in rows])) for rows in runs]
+        for label, runs in timed.items()
+    }
     results = []
     for label, runs in timed.items():
         rows = [row for rows in runs for row in rows]
@@ -75,6 +89,14 @@ def bench_parallel(workspace: Workspace, settings: Settings, scratch: Path) -> l
         profile = {stage: float(np.mean([row["profile"].get(stage, 0.0) for row in rows])) for stage in stages}
         speedup = None if label == BASELINE else Stats.of([a / b for a, b in zip(medians[label], medians[BASELINE])])
         count = rows[0]["procs"]
-        results.append(ParallelResult(f"{label}: {count} process{'es' * (count > 1)}", count, Stats.of([row["samples_per_s"] for row in rows]), speedup, profile,
-                                      runs[-1][-1]["test_error"]))
+        results.append(
+            ParallelResult(
+                f"{label}: {count} process{'es' * (count > 1)}",
+                count,
+                Stats.of([row["samples_per_s"] for row in rows]),
+                speedup,
+                profile,
+                runs[-1][-1]["test_error"],
+            )
+        )
     return results

@@ -18,9 +18,8 @@ import torch
 from sparsenet.bench import Settings, Stats, build, interleaved, ratios, sgd, step_fn, torch_threads
 from sparsenet.bench_data import Workspace
 from sparsenet.config import TRAIN_SPLIT
-from sparsenet.evaluate import dataset, loader
+from sparsenet.pipeline import dataset, loader
 from sparsenet.shards import ShardReader
-
 
 # --- case 3: pipeline overhead ----------------------------------------------------------------------------
 
@@ -40,8 +39,9 @@ class PipelineResult:
 
 def bench_pipeline(workspace: Workspace, settings: Settings) -> list[PipelineResult]:
     """Case 3 on the Assamese VGG with ``affine`` augmentation (the ``make train-assamese`` recipe)."""
+    from sparsenet.config import TrainConfig
     from sparsenet.distributed import Rank
-    from sparsenet.train import _train_epoch, epoch_batches
+    from sparsenet.epoch import EpochContext, epoch_batches, train_epoch
 
     reader = ShardReader(workspace.shards("assamese") / TRAIN_SPLIT)
     network = build("vgg", len(reader.meta.feature_names), reader.meta.num_classes, settings.seed)
@@ -55,17 +55,29 @@ def bench_pipeline(workspace: Workspace, settings: Settings) -> list[PipelineRes
     for workers in settings.pipeline_workers:
         profiles: list[dict[str, float]] = []
 
+        config = TrainConfig(data="", out="", model="vgg", loader_workers=workers)
+        context = EpochContext(
+            config, Rank(), network, network, optimizer, train_set, train_set, [], torch.device("cpu")
+        )
+
         def loop() -> None:
-            profiles.append(_train_epoch(network, optimizer, train_set, batches, Rank(), torch.device("cpu"),
-                                         workers, "bench")[1])
+            profiles.append(train_epoch(context, batches, "bench")[1])
 
         seconds = interleaved({"loop": loop, "bare": lambda: [step() for step in steps]}, settings.pipeline_repeats, 1)
         timed = profiles[1:]  # without the warm-up pass
         profile = {stage: float(np.mean([p.get(stage, 0.0) for p in timed])) for stage in timed[0]}
         label = f"training loop, --loader-workers {workers}" + (" (default)" if workers == 0 else "")
-        results.append(PipelineResult(label, workers, samples, Stats.of(seconds["loop"]).rate(samples),
-                                      Stats.of(seconds["bare"]).rate(samples), ratios(seconds["bare"], seconds["loop"]),
-                                      profile))
+        results.append(
+            PipelineResult(
+                label,
+                workers,
+                samples,
+                Stats.of(seconds["loop"]).rate(samples),
+                Stats.of(seconds["bare"]).rate(samples),
+                ratios(seconds["bare"], seconds["loop"]),
+                profile,
+            )
+        )
     return results
 
 
@@ -90,7 +102,7 @@ LOADER_TARGET = 20_000.0  # samples/s on one core (issue 5)
 
 def _read_split(reader: ShardReader, batch_size: int, seed: int) -> int:
     """One shuffled pass over ``reader`` through training's DataLoader and collate; returns the samples read."""
-    from sparsenet.train import epoch_batches
+    from sparsenet.epoch import epoch_batches
 
     data = dataset(reader, reader.meta.spatial_shape)
     return sum(batch.batch_size for batch in loader(data, epoch_batches(len(data), batch_size, seed, 0)))
@@ -109,8 +121,11 @@ def bench_loading(workspace: Workspace, settings: Settings, scratch: Path) -> li
                 samples = sum(summary["samples"].values())
             stats = Stats.of(seconds)
             met = None if settings.quick else stats.median <= target
-            results.append(LoadingResult(f"{name}: raw files -> shards", samples, seconds=stats,
-                                         target=f"<= {target:g} s", met=met))
+            results.append(
+                LoadingResult(
+                    f"{name}: raw files -> shards", samples, seconds=stats, target=f"<= {target:g} s", met=met
+                )
+            )
         for name in CONVERSION_TARGETS:
             folder = workspace.shards(name) / TRAIN_SPLIT
             cold, warm, samples = [], [], 0
@@ -123,6 +138,13 @@ def bench_loading(workspace: Workspace, settings: Settings, scratch: Path) -> li
             for when, times in (("first pass (HDF5 load + checks)", cold), ("later passes", warm)):
                 rate = Stats.of(times).rate(samples)
                 met = None if settings.quick else rate.median >= LOADER_TARGET
-                results.append(LoadingResult(f"{name}: reader + collate, {when}", samples, rate=rate,
-                                             target=f">= {LOADER_TARGET:,.0f} samples/s", met=met))
+                results.append(
+                    LoadingResult(
+                        f"{name}: reader + collate, {when}",
+                        samples,
+                        rate=rate,
+                        target=f">= {LOADER_TARGET:,.0f} samples/s",
+                        met=met,
+                    )
+                )
     return results

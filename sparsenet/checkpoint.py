@@ -32,21 +32,13 @@ import numpy as np
 import torch
 
 from sparsenet.config import TrainConfig
-from sparsenet.shards import FORMAT_VERSION, ShardMeta
+from sparsenet.errors import CheckpointError
+from sparsenet.runs import BEST, CHECKPOINT
+from sparsenet.shards import FORMAT_VERSION, ShardMeta, legacy_names
 
 FORMAT = "sparsenet.checkpoint"
 VERSION = 1
-CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
 _REQUIRED = ("config", "data", "epoch", "model", "optimizer", "history", "best_error")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt, foreign, or does not match what it is used with."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 def versions() -> dict[str, str]:
@@ -74,6 +66,7 @@ def data_info(meta: ShardMeta) -> dict[str, Any]:
         "class_names": list(meta.class_names),
         "source": meta.source,
         "converter": meta.converter,
+        "dataset": meta.dataset,
         "params": json.dumps(meta.params, sort_keys=True),
         "format_version": FORMAT_VERSION,
     }
@@ -148,7 +141,9 @@ def _read(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... on bad files
         if "Weights only load failed" in str(err):
-            raise CheckpointError(path, "holds Python objects other than tensors and plain values; refusing to load it") from None
+            raise CheckpointError(
+                path, "holds Python objects other than tensors and plain values; refusing to load it"
+            ) from None
         raise CheckpointError(path, f"corrupt or truncated checkpoint ({str(err).splitlines()[0]})") from None
 
 
@@ -159,7 +154,9 @@ def load(path: str | os.PathLike) -> Checkpoint:
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(path, f"not a sparsenet checkpoint (no format={FORMAT!r} entry)")
     if raw.get("version") != VERSION:
-        raise CheckpointError(path, f"checkpoint version {raw.get('version')!r}; this sparsenet reads version {VERSION}")
+        raise CheckpointError(
+            path, f"checkpoint version {raw.get('version')!r}; this sparsenet reads version {VERSION}"
+        )
     missing = [key for key in _REQUIRED if key not in raw]
     if missing:
         raise CheckpointError(path, f"entries missing: {', '.join(missing)}")
@@ -172,7 +169,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint(
         path=path,
         config=config,
-        data=raw["data"],
+        data=_with_names(raw["data"]),
         epoch=int(raw["epoch"]),
         model=raw["model"],
         optimizer=raw["optimizer"],
@@ -180,6 +177,14 @@ def load(path: str | os.PathLike) -> Checkpoint:
         best_error=float(raw["best_error"]),
         versions=dict(raw.get("versions", {})),
     )
+
+
+def _with_names(info: dict[str, Any]) -> dict[str, Any]:
+    """Data info of a checkpoint from before the ``dataset`` entry: converter and dataset by name."""
+    if "dataset" in info:
+        return info
+    converter, dataset = legacy_names(info.get("converter", ""), json.loads(info.get("params", "{}")))
+    return {**info, "converter": converter, "dataset": dataset}
 
 
 def resolve(path: str | os.PathLike) -> Path:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -76,15 +77,22 @@ class WriterRange(click.ParamType):
 
 
 SOURCE = click.option(
-    "--source", type=click.Path(exists=True, path_type=Path),
-    help="Raw data: a folder or the original archive (default: $SPARSENET_RAW/<dataset>, data/raw/<dataset>, or download).",
+    "--source",
+    type=click.Path(exists=True, path_type=Path),
+    help="Raw data: a folder or the original archive "
+    "(default: $SPARSENET_RAW/<dataset>, data/raw/<dataset>, or download).",
 )
 
 
 def _out(default: str) -> Callable[[Command], Command]:
     """The ``--out`` option of a converter writing train/ and test/ under ``default``."""
-    return click.option("--out", type=click.Path(path_type=Path), default=Path(default), show_default=True,
-                        help="Output folder; gets train/ and test/.")
+    return click.option(
+        "--out",
+        type=click.Path(path_type=Path),
+        default=Path(default),
+        show_default=True,
+        help="Output folder; gets train/ and test/.",
+    )
 
 
 def _locate(dataset: str, source: Path | None) -> Path:
@@ -93,7 +101,11 @@ def _locate(dataset: str, source: Path | None) -> Path:
     return locate(dataset, source)
 
 
-def _report(result: dict) -> None:
+def _convert(name: str, source: Path, out: Path, **options: Any) -> None:
+    """Run the converter registered as ``name`` and print what it wrote."""
+    from sparsenet.converters import get_converter
+
+    result = get_converter(name).convert(source, out, progress=True, **options)
     samples = ", ".join(f"{n} {split}" for split, n in result["samples"].items())
     click.echo(f"wrote {samples} samples to {result['out_dir']}")
     for note in result.get("skipped", []):
@@ -103,64 +115,121 @@ def _report(result: dict) -> None:
 @preprocess.command(context_settings=CONTEXT)
 @SOURCE
 @_out("data/assamese")
-@click.option("--scale", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Side of the box each character is scaled into (aspect ratio kept).")
-@click.option("--field", type=click.IntRange(min=2), default=95, show_default=True,
-              help="Side of the square grid the character is centred in (room for augmentation).")
-@click.option("--encoding", type=click.Choice(["direction", "simple", "octogram"]), default="direction",
-              show_default=True, help="Site features: pen direction (dx, dy, 1), ink only (1), or 9 octogram channels.")
-@click.option("--train-writers", type=WriterRange(), default="1-36", show_default=True,
-              help="Writers whose samples form the training split.")
-@click.option("--test-writers", type=WriterRange(), default="37-45", show_default=True,
-              help="Writers whose samples form the test split.")
+@click.option(
+    "--scale",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Side of the box each character is scaled into (aspect ratio kept).",
+)
+@click.option(
+    "--field",
+    type=click.IntRange(min=2),
+    default=95,
+    show_default=True,
+    help="Side of the square grid the character is centred in (room for augmentation).",
+)
+@click.option(
+    "--encoding",
+    type=click.Choice(["direction", "simple", "octogram"]),
+    default="direction",
+    show_default=True,
+    help="Site features: pen direction (dx, dy, 1), ink only (1), or 9 octogram channels.",
+)
+@click.option(
+    "--train-writers",
+    type=WriterRange(),
+    default="1-36",
+    show_default=True,
+    help="Writers whose samples form the training split.",
+)
+@click.option(
+    "--test-writers",
+    type=WriterRange(),
+    default="37-45",
+    show_default=True,
+    help="Writers whose samples form the test split.",
+)
 @reports_errors
 def assamese(source, out, scale, field, encoding, train_writers, test_writers) -> None:
     """Online Handwritten Assamese Characters (183 classes, 45 writers) -> stroke sites."""
-    from preprocess import assamese as converter
-
-    _report(converter.convert(_locate("assamese", source), out, scale=scale, field=field, encoding=encoding,
-                              train_writers=train_writers, test_writers=test_writers, progress=True))
+    _convert(
+        "assamese",
+        _locate("assamese", source),
+        out,
+        scale=scale,
+        field=field,
+        encoding=encoding,
+        train_writers=train_writers,
+        test_writers=test_writers,
+    )
 
 
 @preprocess.command(context_settings=CONTEXT)
 @SOURCE
 @_out("data/mnist")
-@click.option("--field", type=click.IntRange(min=28), default=96, show_default=True,
-              help="Side of the square grid each 28x28 digit is centred in.")
+@click.option(
+    "--field",
+    type=click.IntRange(min=28),
+    default=96,
+    show_default=True,
+    help="Side of the square grid each 28x28 digit is centred in.",
+)
 @reports_errors
 def mnist(source, out, field) -> None:
     """MNIST digits -> sites at the non-zero pixels, feature value/255 (exact)."""
-    from preprocess import mnist as converter
-
-    _report(converter.convert(_locate("mnist", source), out, field=field, progress=True))
+    _convert("mnist", _locate("mnist", source), out, field=field)
 
 
 @preprocess.command(context_settings=CONTEXT)
 @click.option("--dataset", type=click.Choice(["mnist", "caltech101"]), required=True, help="Images to mask.")
-@click.option("--sparsity", type=click.FloatRange(0, 1, max_open=True), required=True,
-              help="Fraction of pixels dropped from every image, in [0, 1).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the masks (and of the Caltech-101 split).")
-@click.option("--size", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Caltech-101 only: images are centre-cropped and resized to SIZE x SIZE.")
+@click.option(
+    "--sparsity",
+    type=click.FloatRange(0, 1, max_open=True),
+    required=True,
+    help="Fraction of pixels dropped from every image, in [0, 1).",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the masks (and of the Caltech-101 split)."
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Caltech-101 only: images are centre-cropped and resized to SIZE x SIZE.",
+)
 @SOURCE
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Output folder [default: data/masked-<dataset>-<sparsity>].")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output folder [default: data/masked-<dataset>-<sparsity>].",
+)
 @reports_errors
 def masked(dataset, sparsity, seed, size, source, out) -> None:
     """Images with a random validity mask -> sites at the valid pixels (zeros included)."""
-    from preprocess import masked as converter
-
     out = out or Path(f"data/masked-{dataset}-{sparsity:g}")
-    _report(converter.convert(dataset, _locate(dataset, source), out, sparsity=sparsity, seed=seed, size=size,
-                              progress=True))
+    _convert("masked", _locate(dataset, source), out, dataset=dataset, sparsity=sparsity, seed=seed, size=size)
 
 
 @main.command(context_settings=CONTEXT)
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--render", "count", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Also draw this many samples (spread over the shards).")
-@click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=Path("samples.png"), show_default=True,
-              help="Where --render writes its picture.")
+@click.option(
+    "--render",
+    "count",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Also draw this many samples (spread over the shards).",
+)
+@click.option(
+    "--png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("samples.png"),
+    show_default=True,
+    help="Where --render writes its picture.",
+)
 @reports_errors
 def inspect(path, count, png) -> None:
     """Validate a shard file or folder and summarise it (samples, classes, shape, features, sites)."""
@@ -171,8 +240,10 @@ def inspect(path, count, png) -> None:
         click.echo(split.describe())
     if count:
         drawable = [s.path for s in splits if s.meta.compatible(splits[0].meta)]
-        click.echo(f"drew {min(count, sum(s.samples for s in splits if s.path in drawable))} samples of "
-                   f"{', '.join(map(str, drawable))} into {render_samples(drawable, count, png)}")
+        click.echo(
+            f"drew {min(count, sum(s.samples for s in splits if s.path in drawable))} samples of "
+            f"{', '.join(map(str, drawable))} into {render_samples(drawable, count, png)}"
+        )
 
 
 class ModelChoice(click.Choice):
@@ -222,40 +293,71 @@ class KeyValue(click.ParamType):
 
 
 @main.command("train", context_settings=CONTEXT, short_help="Train a network on shards; --resume continues a run.")
-@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Dataset folder with train/ and test/ shards.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run folder [default: runs/<dataset>-<model>].")
-@click.option("--model", type=ModelChoice(), help="Network (see sparsenet.models.list_models()) [default: per dataset].")
-@click.option("--model-arg", "model_args", type=KeyValue(), multiple=True,
-              help="Keyword for the model builder, e.g. l=5; repeatable.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Dataset folder with train/ and test/ shards.",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [default: runs/<dataset>-<model>]."
+)
+@click.option(
+    "--model", type=ModelChoice(), help="Network (see sparsenet.models.list_models()) [default: per dataset]."
+)
+@click.option(
+    "--model-arg",
+    "model_args",
+    type=KeyValue(),
+    multiple=True,
+    help="Keyword for the model builder, e.g. l=5; repeatable.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training split.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (the same for any --procs).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), help="SGD with (Nesterov) momentum, or Adam.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate at epoch 0.")
-@click.option("--lr-schedule", type=click.Choice(["exp", "cosine", "constant"]),
-              help="exp: lr·exp(-d·epoch) (Graham); cosine; constant.")
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(["exp", "cosine", "constant"]),
+    help="exp: lr·exp(-d·epoch) (Graham); cosine; constant.",
+)
 @click.option("--lr-decay", type=click.FloatRange(min=0), help="d of the exp schedule.")
 @click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), help="SGD momentum (Adam: beta1).")
 @click.option("--nesterov/--no-nesterov", default=None, help="Nesterov momentum for SGD.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), help="L2 weight decay.")
-@click.option("--augment", type=click.Choice(["none", "affine", "shift"]),
-              help="Training augmentation: affine (strokes), shift (±2 px, MNIST), none.")
+@click.option(
+    "--augment",
+    type=click.Choice(["none", "affine", "shift"]),
+    help="Training augmentation: affine (strokes), shift (±2 px, MNIST), none.",
+)
 @click.option("--seed", type=int, help="Seed of weights, sample order, augmentation and dropout.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
-              help="Where to train [default: auto = CUDA if present].")
-@click.option("--procs", type=Procs(),
-              help="Data-parallel processes: N, or auto = one per core (GPU), at most batch-size/16 [default: auto].")
-@click.option("--sync-batchnorm/--local-batchnorm", default=None,
-              help="With several processes: BatchNorm statistics of the global batch (an all-reduce per layer, "
-                   "slow over gloo) or of each process's share [default: local].")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train [default: auto = CUDA if present]."
+)
+@click.option(
+    "--procs",
+    type=Procs(),
+    help="Data-parallel processes: N, or auto = one per core (GPU), at most batch-size/16 [default: auto].",
+)
+@click.option(
+    "--sync-batchnorm/--local-batchnorm",
+    default=None,
+    help="With several processes: BatchNorm statistics of the global batch (an all-reduce per layer, "
+    "slow over gloo) or of each process's share [default: local].",
+)
 @click.option("--loader-workers", type=click.IntRange(min=0), help="DataLoader worker processes per training process.")
 @click.option("--eval-batch-size", type=click.IntRange(min=1), help="Batch size of the test-set evaluation.")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Start from this config (a run's config.json repeats that run); other options override it.")
-@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Continue the run in this folder from its last checkpoint "
-                   "(only --epochs, --procs, --device, --loader-workers, --sync-batchnorm may change).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Start from this config (a run's config.json repeats that run); other options override it.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Continue the run in this folder from its last checkpoint "
+    "(only --epochs, --procs, --device, --loader-workers, --sync-batchnorm may change).",
+)
 @reports_errors
 def train(data, out, model, model_args, config_file, resume, **options) -> None:
     """Train a classifier on shards; metrics, plots and checkpoints go to the run folder.
@@ -295,19 +397,41 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
 
 
 @main.command("eval", context_settings=CONTEXT, short_help="Test error of a checkpoint; --json for machines.")
-@click.option("--checkpoint", "checkpoints", required=True, multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="A checkpoint file, or a run folder (its best.pt); repeat it to evaluate an ensemble "
-                   "(the mean of the members' class probabilities).")
-@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Dataset folder (its test/ split) or a split folder [default: the (first) run's data].")
-@click.option("--confusion", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the confusion-matrix PNG [default: eval-<checkpoint stem>-confusion.png beside the checkpoint].")
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A checkpoint file, or a run folder (its best.pt); repeat it to evaluate an ensemble "
+    "(the mean of the members' class probabilities).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Dataset folder (its test/ split) or a split folder [default: the (first) run's data].",
+)
+@click.option(
+    "--confusion",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the confusion-matrix PNG "
+    "[default: eval-<checkpoint stem>-confusion.png beside the checkpoint].",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size [default: the run's].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to run.")
-@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Test-time augmentation: average the class probabilities over the plain sample and "
-                   "REPEATS-1 copies distorted by the run's training augmentation.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (top1_error, top5_error, per_class_error, ...).")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to run."
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Test-time augmentation: average the class probabilities over the plain sample and "
+    "REPEATS-1 copies distorted by the run's training augmentation.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object (top1_error, top5_error, per_class_error, ...)."
+)
 @reports_errors
 def evaluate(checkpoints, data, confusion, batch_size, device, repeats, as_json) -> None:
     """Evaluate a checkpoint (or an ensemble) on the test split, without augmentation unless --repeats > 1.
@@ -339,11 +463,19 @@ def evaluate(checkpoints, data, confusion, batch_size, device, repeats, as_json)
 
 
 @main.command("predict", context_settings=CONTEXT, short_help="Classify raw stroke files or images; prints the top 5.")
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
-              help="A checkpoint file, or a run folder (its best.pt).")
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A checkpoint file, or a run folder (its best.pt).",
+)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many classes to print per input.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to run.")
+@click.option(
+    "--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many classes to print per input."
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to run."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
 @reports_errors
 def predict(checkpoint, inputs, top, device, as_json) -> None:
@@ -363,21 +495,48 @@ def predict(checkpoint, inputs, top, device, as_json) -> None:
 
 def index_options(command):
     """--dataset, --data and --repeats: what `export` and `export-ensemble` record in models/index.json."""
-    for option in reversed([
-        click.option("--dataset", required=True, help="Dataset name for the index: assamese, mnist, masked-mnist-S, masked-caltech101-S."),
-        click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-                     help="The shard folder to measure the test error on, as `make preprocess` leaves it (e.g. data/assamese)."),
-        click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Also record the test error with test-time augmentation (eval --repeats)."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--dataset",
+                required=True,
+                help="Dataset name for the index: assamese, mnist, masked-mnist-S, masked-caltech101-S.",
+            ),
+            click.option(
+                "--data",
+                required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path),
+                help="The shard folder to measure the test error on, "
+                "as `make preprocess` leaves it (e.g. data/assamese).",
+            ),
+            click.option(
+                "--repeats",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Also record the test error with test-time augmentation (eval --repeats).",
+            ),
+        ]
+    ):
         command = option(command)
     return command
 
 
-@main.command("export", context_settings=CONTEXT, short_help="Ship a trained model: models/NAME.pt and models/index.json.")
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The run's checkpoint (e.g. runs/assamese-vgg/checkpoint.pt).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write it, e.g. models/assamese-vgg.pt.")
+@main.command(
+    "export", context_settings=CONTEXT, short_help="Ship a trained model: models/NAME.pt and models/index.json."
+)
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The run's checkpoint (e.g. runs/assamese-vgg/checkpoint.pt).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write it, e.g. models/assamese-vgg.pt.",
+)
 @index_options
 @reports_errors
 def export_model(checkpoint, out, dataset, data, repeats) -> None:
@@ -391,8 +550,14 @@ def export_model(checkpoint, out, dataset, data, repeats) -> None:
 @main.command("export-ensemble", context_settings=CONTEXT, short_help="Index shipped models evaluated together.")
 @click.argument("name")
 @click.argument("files", nargs=-1, required=True)
-@click.option("--models", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("models"),
-              show_default=True, help="The folder of shipped models and index.json.")
+@click.option(
+    "--models",
+    "folder",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("models"),
+    show_default=True,
+    help="The folder of shipped models and index.json.",
+)
 @index_options
 @reports_errors
 def export_ensemble(name, files, folder, dataset, data, repeats) -> None:
@@ -401,14 +566,21 @@ def export_ensemble(name, files, folder, dataset, data, repeats) -> None:
     and record it as ensemble NAME in index.json."""
     from sparsenet.zoo import export_ensemble
 
-    click.echo(json.dumps(export_ensemble(folder, name, list(files), dataset=dataset, data=data, repeats=repeats), indent=1))
+    click.echo(
+        json.dumps(export_ensemble(folder, name, list(files), dataset=dataset, data=data, repeats=repeats), indent=1)
+    )
 
 
 @main.command("report", context_settings=CONTEXT, short_help="Compare runs: a table and error-vs-sparsity plot.")
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--test-on", "test_on", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Also evaluate every run's final checkpoint on this dataset's test split (repeatable): "
-                   "ROOT/cross.md, cross.json, cross.png — train at one sparsity, test at the others.")
+@click.option(
+    "--test-on",
+    "test_on",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Also evaluate every run's final checkpoint on this dataset's test split (repeatable): "
+    "ROOT/cross.md, cross.json, cross.png — train at one sparsity, test at the others.",
+)
 @reports_errors
 def report(root, test_on) -> None:
     """Summarise every run folder below ROOT into ROOT/report.md, and for runs on masked data
@@ -420,16 +592,38 @@ def report(root, test_on) -> None:
         click.echo(cross_report(root, list(test_on)).read_text(), nl=False)
 
 
-@main.command(context_settings=CONTEXT, short_help="Draw the active sites of every layer for one sample (Graham's Figure 1).")
-@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path),
-              help="A split folder (data/mnist/test) or shard file holding the sample.")
+@main.command(
+    context_settings=CONTEXT, short_help="Draw the active sites of every layer for one sample (Graham's Figure 1)."
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A split folder (data/mnist/test) or shard file holding the sample.",
+)
 @click.option("--index", type=click.IntRange(min=0), default=0, show_default=True, help="Which sample of --data.")
-@click.option("--model", "model_name", default="deepcnet", show_default=True, type=ModelChoice(),
-              help="A sparse network (input kind 'sparse').")
-@click.option("--model-arg", "model_args", type=KeyValue(), multiple=True,
-              help="Keyword for the model builder, e.g. l=5; repeatable.")
-@click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=Path("activity.png"), show_default=True,
-              help="Where to write the picture.")
+@click.option(
+    "--model",
+    "model_name",
+    default="deepcnet",
+    show_default=True,
+    type=ModelChoice(),
+    help="A sparse network (input kind 'sparse').",
+)
+@click.option(
+    "--model-arg",
+    "model_args",
+    type=KeyValue(),
+    multiple=True,
+    help="Keyword for the model builder, e.g. l=5; repeatable.",
+)
+@click.option(
+    "--png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("activity.png"),
+    show_default=True,
+    help="Where to write the picture.",
+)
 @reports_errors
 def activity(data, index, model_name, model_args, png) -> None:
     """Draw which sites are active after every layer of a sparse network for one sample.
@@ -439,34 +633,60 @@ def activity(data, index, model_name, model_args, png) -> None:
     """
     from sparsenet.activity import draw_activity
     from sparsenet.batch import collate
-    from sparsenet.evaluate import dataset
     from sparsenet.models import build
+    from sparsenet.pipeline import dataset
     from sparsenet.shards import ShardReader
 
     reader = ShardReader(data)
-    network = build(model_name, in_channels=len(reader.meta.feature_names), num_classes=reader.meta.num_classes,
-                    **dict(model_args))
+    network = build(
+        model_name, in_channels=len(reader.meta.feature_names), num_classes=reader.meta.num_classes, **dict(model_args)
+    )
     if network.input_kind != "sparse":
         raise click.UsageError(f"{model_name} takes {network.input_kind} input; activity needs a sparse network")
     placed = dataset(reader, tuple(network.input_size()))
     batch = collate([placed[index]], placed.transform.field)
     for layer in draw_activity(network, batch.sparse(), png):
-        click.echo(f"{layer.name:>28}  {layer.spatial_shape[0]:>3}x{layer.spatial_shape[1]:<3}  {len(layer.sites):>5} active")
+        click.echo(
+            f"{layer.name:>28}  {layer.spatial_shape[0]:>3}x{layer.spatial_shape[1]:<3}  {len(layer.sites):>5} active"
+        )
     click.echo(f"wrote {png}")
 
 
-@main.command(context_settings=CONTEXT, short_help="Time sparse vs dense nets, the pipeline and loading; write a report.")
-@click.option("--quick", is_flag=True,
-              help="Tiny synthetic data and few repeats (seconds, for CI): checks that every case runs, not how fast.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Markdown report; plots and results.json go to bench/ beside it "
-                   "[default: docs/BENCHMARKS.md; with --quick: runs/bench-quick/BENCHMARKS.md].")
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=Path("data"), show_default=True,
-              help="Folder of the assamese/ and mnist/ shards; missing ones are converted there (unused with --quick).")
-@click.option("--raw", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Folder of the raw assamese/ and mnist/ datasets [default: $SPARSENET_RAW, else data/raw; never downloads].")
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
-              help="torch threads for the training-step cases (preprocessing and loading always run on one).")
+@main.command(
+    context_settings=CONTEXT, short_help="Time sparse vs dense nets, the pipeline and loading; write a report."
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Tiny synthetic data and few repeats (seconds, for CI): checks that every case runs, not how fast.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Markdown report; plots and results.json go to bench/ beside it "
+    "[default: docs/BENCHMARKS.md; with --quick: runs/bench-quick/BENCHMARKS.md].",
+)
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="Folder of the assamese/ and mnist/ shards; missing ones are converted there (unused with --quick).",
+)
+@click.option(
+    "--raw",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the raw assamese/ and mnist/ datasets [default: $SPARSENET_RAW, else data/raw; never downloads].",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="torch threads for the training-step cases (preprocessing and loading always run on one).",
+)
 @reports_errors
 def bench(quick, out, data, raw, threads) -> None:
     """Measure sparse vs dense training steps, cost growth with active sites, pipeline overhead,
@@ -487,6 +707,12 @@ def bench(quick, out, data, raw, threads) -> None:
         if raw is None and os.environ.get(ENV_VAR):
             command.insert(0, f"{ENV_VAR}={os.environ[ENV_VAR]}")
     workspace = None if quick else Workspace(data, raw)
-    run_bench(out, workspace, quick=quick, threads=threads, command=" ".join(command),
-              log=lambda message: click.echo(message, err=True))
+    run_bench(
+        out,
+        workspace,
+        quick=quick,
+        threads=threads,
+        command=" ".join(command),
+        log=lambda message: click.echo(message, err=True),
+    )
     click.echo(f"wrote {out} and {out.parent / 'bench'}/")

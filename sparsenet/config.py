@@ -49,7 +49,9 @@ class TrainConfig:
     augment: str = "none"  # a name from sparsenet.augment.AUGMENTATIONS; at test time only by `eval --repeats`
     seed: int = 0  # model init, sample order, augmentation and dropout all derive from it
     device: str = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
-    procs: int | str = "auto"  # data-parallel processes `train` starts itself: N, or "auto" (see distributed.resolve_procs)
+    procs: int | str = (
+        "auto"  # data-parallel processes `train` starts itself: N, or "auto" (see distributed.resolve_procs)
+    )
     sync_batchnorm: bool = False  # with several processes: BatchNorm over the global batch (an all-reduce per layer)
     loader_workers: int = 0  # DataLoader worker processes per training process
     eval_batch_size: int = 250  # batch size for test-set evaluation
@@ -87,7 +89,7 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build a config from plain values; unknown or missing keys raise ``ValueError``."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
@@ -99,10 +101,10 @@ class TrainConfig:
             raise ValueError(f"incomplete config: {err}") from None
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
+    def from_json(cls, text: str) -> TrainConfig:
         return cls.from_dict(json.loads(text))
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (validated like a new config)."""
         return self.from_dict({**self.to_dict(), **changes})
 
@@ -153,22 +155,23 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def split_reader(data: str | os.PathLike, split: str):
-    """A ``ShardReader`` of split folder ``data/split``; a missing folder is a ``ShardError`` saying what is expected."""
+    """A ``ShardReader`` of split folder ``data/split``; a missing folder is a ``ShardError`` saying
+    what is expected."""
     from sparsenet.shards import ShardError, ShardReader
 
     folder = Path(data) / split
     if not folder.is_dir():
-        raise ShardError(data, f"no {split}/ folder; a dataset folder holds the {TRAIN_SPLIT}/ and {TEST_SPLIT}/ "
-                               "splits that `sparsenet preprocess` writes")
+        raise ShardError(
+            data,
+            f"no {split}/ folder; a dataset folder holds the {TRAIN_SPLIT}/ and {TEST_SPLIT}/ "
+            "splits that `sparsenet preprocess` writes",
+        )
     return ShardReader(folder)
 
 
 def dataset_name(data: str | os.PathLike) -> str:
-    """The dataset of folder ``data``, from its training shards' converter: ``preprocess.assamese``
-    -> "assamese"; a converter given a ``dataset`` parameter appends it ("masked-mnist")."""
-    meta = split_reader(data, TRAIN_SPLIT).meta
-    name = meta.converter.rsplit(".", 1)[-1]
-    return f"{name}-{meta.params['dataset']}" if "dataset" in meta.params else name
+    """The dataset of folder ``data``: its training shards' ``dataset`` attribute ("assamese", "masked-mnist")."""
+    return split_reader(data, TRAIN_SPLIT).meta.dataset
 
 
 def for_dataset(data: str | os.PathLike, out: str | os.PathLike | None = None, **overrides: Any) -> TrainConfig:
@@ -185,7 +188,9 @@ def for_dataset(data: str | os.PathLike, out: str | os.PathLike | None = None, *
         defaults = {k: v for k, v in defaults.items() if k != "model_kwargs"}
     values: dict[str, Any] = {"data": str(data), **defaults, **overrides}
     if "model" not in values:
-        raise ValueError(f"{data}: no defaults for dataset {name!r} (known: {', '.join(DATASET_DEFAULTS)}); give a model")
+        raise ValueError(
+            f"{data}: no defaults for dataset {name!r} (known: {', '.join(DATASET_DEFAULTS)}); give a model"
+        )
     values["out"] = str(out) if out is not None else f"runs/{name}-{values['model']}"
     return TrainConfig.from_dict(values)
 

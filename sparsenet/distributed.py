@@ -30,9 +30,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -53,7 +53,7 @@ class Rank:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> "Rank":
+    def from_env(cls) -> Rank:
         """The rank torchrun (or :func:`spawn`) set in the environment; a single process otherwise."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
@@ -181,7 +181,9 @@ def sync_batchnorm(module: nn.Module) -> nn.Module:
     """Replace every BatchNorm in ``module`` (in place) by a :class:`SyncedBatchNorm` with the same state."""
     for name, child in module.named_children():
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, SyncedBatchNorm):
-            synced = SyncedBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            synced = SyncedBatchNorm(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             synced.load_state_dict(child.state_dict())
             setattr(module, name, synced.to(next(child.buffers(), torch.empty(0)).device))
         else:
@@ -213,7 +215,9 @@ def spawn(target: str, world: int, payload: str) -> None:
     import sparsenet
 
     package_root = str(Path(sparsenet.__file__).resolve().parents[1])
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(world), OMP_NUM_THREADS="1"
+    )
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     ranks = [
         subprocess.Popen([sys.executable, "-c", _CHILD, target, payload], env=dict(env, RANK=str(r), LOCAL_RANK=str(r)))

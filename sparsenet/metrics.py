@@ -8,9 +8,9 @@ ranks add theirs with a single ``all_reduce``. Plots use matplotlib's Agg backen
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ class Tally:
         return torch.cat([head, torch.from_numpy(self.confusion.reshape(-1).astype(np.float64))])
 
     @classmethod
-    def from_vector(cls, num_classes: int, vector: torch.Tensor) -> "Tally":
+    def from_vector(cls, num_classes: int, vector: torch.Tensor) -> Tally:
         tally = cls(num_classes, float(vector[0]), int(round(float(vector[1]))))
         tally.confusion = vector[2:].round().long().numpy().reshape(num_classes, num_classes)
         return tally
@@ -111,7 +111,9 @@ def plot_curves(history: Sequence[dict], path: str | os.PathLike) -> None:
     save_figure(fig, path)
 
 
-def plot_confusion(confusion: np.ndarray, path: str | os.PathLike, class_names: Sequence[str] = (), title: str = "") -> None:
+def plot_confusion(
+    confusion: np.ndarray, path: str | os.PathLike, class_names: Sequence[str] = (), title: str = ""
+) -> None:
     """Row-normalised confusion matrix [K, K] as an image; class names as ticks up to 40 classes."""
     plt = pyplot()
     k = confusion.shape[0]
@@ -120,7 +122,9 @@ def plot_confusion(confusion: np.ndarray, path: str | os.PathLike, class_names: 
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
-    ax.set(xlabel="predicted class", ylabel="true class", title=title or f"confusion matrix ({confusion.sum()} samples)")
+    ax.set(
+        xlabel="predicted class", ylabel="true class", title=title or f"confusion matrix ({confusion.sum()} samples)"
+    )
     if class_names and k <= 40:
         ax.set_xticks(range(k), class_names, rotation=90, fontsize=7)
         ax.set_yticks(range(k), class_names, fontsize=7)

@@ -9,7 +9,8 @@ error would select on the test set.
 
 ``cross_report(root, datasets)`` tests the paper's invariance claim: every run's final
 checkpoint is evaluated on the test split of every dataset in ``datasets`` (e.g. masked MNIST at
-each sparsity), giving ``cross.json`` (every evaluation), ``cross.md`` (one table per network: rows the training sparsity, columns
+each sparsity), giving ``cross.json`` (every evaluation), ``cross.md`` (one table per network: rows the training
+sparsity, columns
 the test sparsity) and ``cross.png`` (test error against test sparsity, one line per training
 sparsity).
 """
@@ -21,9 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sparsenet.checkpoint import CHECKPOINT
 from sparsenet.metrics import pyplot, save_figure
-from sparsenet.train import CONFIG_JSON, METRICS
+from sparsenet.runs import CHECKPOINT, CONFIG_JSON, METRICS
 
 
 def collect(root: str | os.PathLike) -> list[dict[str, Any]]:
@@ -31,20 +31,24 @@ def collect(root: str | os.PathLike) -> list[dict[str, Any]]:
     rows = []
     for record_path in sorted(Path(root).rglob(CONFIG_JSON)):
         run = record_path.parent
-        history = [json.loads(line) for line in (run / METRICS).read_text().splitlines()] if (run / METRICS).is_file() else []
+        history = (
+            [json.loads(line) for line in (run / METRICS).read_text().splitlines()] if (run / METRICS).is_file() else []
+        )
         if not history:
             continue
         record = json.loads(record_path.read_text())
         params = json.loads(record["data"]["params"])
-        rows.append({
-            "run": str(run),
-            "model": record["config"]["model"],
-            "data": record["config"]["data"],
-            "sparsity": params.get("sparsity"),
-            "epochs": history[-1]["epoch"],
-            "final_error": history[-1]["test_error"],
-            "best_error": min(row["test_error"] for row in history),
-        })
+        rows.append(
+            {
+                "run": str(run),
+                "model": record["config"]["model"],
+                "data": record["config"]["data"],
+                "sparsity": params.get("sparsity"),
+                "epochs": history[-1]["epoch"],
+                "final_error": history[-1]["test_error"],
+                "best_error": min(row["test_error"] for row in history),
+            }
+        )
     return rows
 
 
@@ -58,13 +62,16 @@ def _sparsity(data: str | os.PathLike) -> float | None:
 
 def cross_evaluate(root: str | os.PathLike, datasets: list[str | os.PathLike]) -> list[dict[str, Any]]:
     """Test error of the final checkpoint of every run below ``root`` on every dataset's test split:
-    rows ``{model, run, epoch, train_sparsity, test_sparsity, data, top1_error}``; runs not on masked data are left out."""
+    rows ``{model, run, epoch, train_sparsity, test_sparsity, data, top1_error}``; runs not on masked data are
+    left out."""
     from sparsenet.evaluate import evaluate
 
     sparsities = {str(data): _sparsity(data) for data in datasets}
     plain = [data for data, sparsity in sparsities.items() if sparsity is None]
     if plain:
-        raise ValueError(f"{', '.join(plain)}: no sparsity recorded; cross-evaluation takes `sparsenet preprocess masked` datasets")
+        raise ValueError(
+            f"{', '.join(plain)}: no sparsity recorded; cross-evaluation takes `sparsenet preprocess masked` datasets"
+        )
     rows = []
     for run in collect(root):
         if run["sparsity"] is None:
@@ -72,8 +79,17 @@ def cross_evaluate(root: str | os.PathLike, datasets: list[str | os.PathLike]) -
         checkpoint = Path(run["run"]) / CHECKPOINT
         for data in datasets:
             result = evaluate(checkpoint, data, plot=False)
-            rows.append({"model": run["model"], "run": run["run"], "epoch": result["epoch"], "train_sparsity": run["sparsity"],
-                         "test_sparsity": sparsities[str(data)], "data": str(data), "top1_error": result["top1_error"]})
+            rows.append(
+                {
+                    "model": run["model"],
+                    "run": run["run"],
+                    "epoch": result["epoch"],
+                    "train_sparsity": run["sparsity"],
+                    "test_sparsity": sparsities[str(data)],
+                    "data": str(data),
+                    "top1_error": result["top1_error"],
+                }
+            )
     return rows
 
 
@@ -101,9 +117,12 @@ def write_cross(root: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
         runs = sorted({(r["train_sparsity"], r["run"]) for r in mine})
         error = {(r["run"], r["test_sparsity"]): 100 * r["top1_error"] for r in mine}
         epochs = {r["run"]: r["epoch"] for r in mine}
-        lines += [f"### {model}: test error (%), rows trained at, columns tested at sparsity", "",
-                  "| trained at | run (epochs) | " + " | ".join(f"{t:g}" for t in tests) + " |",
-                  "|---:|---|" + "---:|" * len(tests)]
+        lines += [
+            f"### {model}: test error (%), rows trained at, columns tested at sparsity",
+            "",
+            "| trained at | run (epochs) | " + " | ".join(f"{t:g}" for t in tests) + " |",
+            "|---:|---|" + "---:|" * len(tests),
+        ]
         colours = plt.cm.viridis([i / max(len(runs) - 1, 1) for i in range(len(runs))])  # light = sparser
         for (train, run), colour in zip(runs, colours):
             cells = [f"**{error[run, t]:.2f}**" if t == train else f"{error[run, t]:.2f}" for t in tests]
@@ -126,11 +145,16 @@ def report(root: str | os.PathLike) -> Path:
     rows = collect(root)
     if not rows:
         raise ValueError(f"{root}: no run folder with a finished epoch (config.json and metrics.jsonl) below it")
-    lines = ["| run | model | sparsity | epochs | final test error | best test error |", "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| run | model | sparsity | epochs | final test error | best test error |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in sorted(rows, key=lambda r: (r["model"], r["sparsity"] or 0, r["run"])):
         sparsity = "" if r["sparsity"] is None else f"{r['sparsity']:g}"
-        lines.append(f"| {Path(r['run']).name} | {r['model']} | {sparsity} | {r['epochs']} | "
-                     f"{100 * r['final_error']:.2f}% | {100 * r['best_error']:.2f}% |")
+        lines.append(
+            f"| {Path(r['run']).name} | {r['model']} | {sparsity} | {r['epochs']} | "
+            f"{100 * r['final_error']:.2f}% | {100 * r['best_error']:.2f}% |"
+        )
     table = root / "report.md"
     table.write_text("\n".join(lines) + "\n")
     swept = [r for r in rows if r["sparsity"] is not None]
@@ -140,7 +164,11 @@ def report(root: str | os.PathLike) -> Path:
         for model in sorted({r["model"] for r in swept}):
             points = sorted((r["sparsity"], 100 * r["final_error"]) for r in swept if r["model"] == model)
             ax.plot(*zip(*points), marker="o", label=model)
-        ax.set(xlabel="sparsity (fraction of pixels dropped)", ylabel="test error (%)", title="test error against input sparsity")
+        ax.set(
+            xlabel="sparsity (fraction of pixels dropped)",
+            ylabel="test error (%)",
+            title="test error against input sparsity",
+        )
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()

@@ -28,12 +28,14 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
+
+from sparsenet.errors import ShardError
 
 FORMAT = "sparsenet.shard"
 FORMAT_VERSION = 1
@@ -42,15 +44,6 @@ PART = ".part"  # suffix of shard files while their split is being written
 SHARD_GLOB = "shard-*.h5"
 _ARRAYS = ("coords", "features", "offsets", "labels")
 _CHUNK_ROWS = 8192
-
-
-class ShardError(ValueError):
-    """A shard file or folder is missing, corrupt, foreign, or of an unsupported version."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -62,10 +55,11 @@ class ShardMeta:
     feature_names: tuple[str, ...]
     class_names: tuple[str, ...] = ()
     source: str = ""
-    converter: str = ""
+    converter: str = ""  # the registry name of the converter that wrote it (sparsenet.converters)
     params: dict = field(default_factory=dict, compare=False, hash=False)
+    dataset: str = ""  # the dataset's name: "assamese", "mnist", "masked-mnist", ... (configs and the zoo key on it)
 
-    def compatible(self, other: "ShardMeta") -> bool:
+    def compatible(self, other: ShardMeta) -> bool:
         """True where samples of both can be batched together."""
         return (self.spatial_shape, self.num_classes, self.feature_names) == (
             other.spatial_shape,
@@ -107,7 +101,9 @@ def check_sample(meta: ShardMeta, coords: np.ndarray, features: np.ndarray, labe
         )
     keys = coords[:, 0].astype(np.int64) * w + coords[:, 1]
     if len(np.unique(keys)) != len(keys):
-        raise ValueError("the same site appears twice (merge duplicate sites before writing; spconv needs unique sites)")
+        raise ValueError(
+            "the same site appears twice (merge duplicate sites before writing; spconv needs unique sites)"
+        )
     if not np.isfinite(features).all():
         raise ValueError("features contain NaN or infinity")
     if not 0 <= int(label) < meta.num_classes:
@@ -167,7 +163,7 @@ class ShardWriter:
         self._files: list[dict] = []
         self.num_samples = 0
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_tmp(self.out_dir)
         self._tmp = self.out_dir.with_name(f".{self.out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -202,7 +198,9 @@ class ShardWriter:
         }
         part = self._tmp / (name + PART)
         write_shard(part, self.meta, arrays, [s.sample_id for s in samples])
-        self._files.append({"file": name, "samples": len(samples), "sites": int(sizes.sum()), "sha256": _file_sha256(part)})
+        self._files.append(
+            {"file": name, "samples": len(samples), "sites": int(sizes.sum()), "sha256": _file_sha256(part)}
+        )
 
     def _manifest(self) -> dict:
         labels = np.zeros(self.meta.num_classes, dtype=np.int64)
@@ -218,6 +216,7 @@ class ShardWriter:
             "feature_names": list(self.meta.feature_names),
             "class_counts": labels.tolist(),
             "converter": self.meta.converter,
+            "dataset": self.meta.dataset,
             "params": self.meta.params,
             "files": self._files,
         }
@@ -276,8 +275,17 @@ def write_shard(path: Path, meta: ShardMeta, arrays: dict[str, np.ndarray], samp
         f.attrs["class_names"] = list(meta.class_names)
         f.attrs["source"] = meta.source
         f.attrs["converter"] = meta.converter
+        f.attrs["dataset"] = meta.dataset
         f.attrs["params"] = json.dumps(meta.params, sort_keys=True)
         f.attrs["content_sha256"] = _content_sha256(arrays)
+
+
+def legacy_names(converter: str, params: dict) -> tuple[str, str]:
+    """(converter, dataset) of shards written before the ``dataset`` attribute existed, whose
+    ``converter`` was the module path: ``"preprocess.masked"`` with ``params["dataset"] == "mnist"``
+    -> ``("masked", "masked-mnist")``. Names that are already plain pass through."""
+    name = converter.rsplit(".", 1)[-1]
+    return name, f"{name}-{params['dataset']}" if "dataset" in params else name
 
 
 def _open(path: Path) -> h5py.File:
@@ -307,14 +315,17 @@ def read_meta(f: h5py.File, path: Path) -> ShardMeta:
         )
     try:
         h, w = (int(v) for v in attrs["spatial_shape"])
+        params = json.loads(attrs.get("params", "{}"))
+        converter, dataset = legacy_names(str(attrs.get("converter", "")), params)
         return ShardMeta(
             spatial_shape=(h, w),
             num_classes=int(attrs["num_classes"]),
             feature_names=_str_list(attrs["feature_names"]),
             class_names=_str_list(attrs.get("class_names", [])) if len(attrs.get("class_names", [])) else (),
             source=str(attrs.get("source", "")),
-            converter=str(attrs.get("converter", "")),
-            params=json.loads(attrs.get("params", "{}")),
+            converter=converter,
+            params=params,
+            dataset=str(attrs["dataset"]) if "dataset" in attrs else dataset,
         )
     except (KeyError, ValueError, TypeError) as err:
         raise ShardError(path, f"bad root attributes ({err})") from None
@@ -329,7 +340,9 @@ def _load_arrays(f: h5py.File, path: Path, meta: ShardMeta) -> dict[str, np.ndar
             raise ShardError(path, f"dataset {name!r} is missing")
         ds = f[name]
         if ds.dtype != dtype or ds.ndim != ndim:
-            raise ShardError(path, f"dataset {name!r} is {ds.dtype}{list(ds.shape)}, expected {np.dtype(dtype)} with {ndim} dims")
+            raise ShardError(
+                path, f"dataset {name!r} is {ds.dtype}{list(ds.shape)}, expected {np.dtype(dtype)} with {ndim} dims"
+            )
         try:
             arrays[name] = ds[...]
         except OSError as err:
@@ -338,12 +351,18 @@ def _load_arrays(f: h5py.File, path: Path, meta: ShardMeta) -> dict[str, np.ndar
     n, s = len(coords), len(labels)
     checks = [  # in order: later checks assume the earlier ones passed
         (lambda: coords.shape[1] == 2, f"coords has {coords.shape[1]} columns, expected 2"),
-        (lambda: features.shape == (n, len(meta.feature_names)), f"features is {list(features.shape)}, expected [{n}, {len(meta.feature_names)}]"),
+        (
+            lambda: features.shape == (n, len(meta.feature_names)),
+            f"features is {list(features.shape)}, expected [{n}, {len(meta.feature_names)}]",
+        ),
         (lambda: len(offsets) == s + 1, f"offsets has {len(offsets)} entries for {s} labels, expected {s + 1}"),
         (lambda: offsets[0] == 0 and offsets[-1] == n, f"offsets must run from 0 to {n}"),
         (lambda: (np.diff(offsets) > 0).all(), "offsets are not strictly increasing (an empty or negative sample)"),
         (lambda: ((labels >= 0) & (labels < meta.num_classes)).all(), f"labels outside 0..{meta.num_classes - 1}"),
-        (lambda: (coords >= 0).all() and (coords < np.array(meta.spatial_shape, dtype=np.int32)).all(), f"coords outside the field {meta.spatial_shape}"),
+        (
+            lambda: (coords >= 0).all() and (coords < np.array(meta.spatial_shape, dtype=np.int32)).all(),
+            f"coords outside the field {meta.spatial_shape}",
+        ),
         (lambda: np.isfinite(features).all(), "features contain NaN or infinity"),
     ]
     for ok, what in checks:

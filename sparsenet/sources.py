@@ -25,21 +25,15 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+
+from sparsenet.errors import RawDataError
 
 ENV_VAR = "SPARSENET_RAW"
 DEFAULT_RAW = Path("data/raw")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".rar")
-
-
-class RawDataError(Exception):
-    """Raw data is missing, unreadable or malformed; the message names the file and the fix."""
-
-    def __init__(self, message: str):
-        self.message = message
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -70,8 +64,10 @@ REMOTES: dict[str, tuple[Remote, ...]] = {
     "assamese": (
         Remote(
             "Online Handwritten Assamese Characters Dataset.rar",
-            ("https://archive.ics.uci.edu/ml/machine-learning-databases/00208/"
-             "Online%20Handwritten%20Assamese%20Characters%20Dataset.rar",),
+            (
+                "https://archive.ics.uci.edu/ml/machine-learning-databases/00208/"
+                "Online%20Handwritten%20Assamese%20Characters%20Dataset.rar",
+            ),
         ),
     ),
     "mnist": tuple(
@@ -170,7 +166,9 @@ def _take_member(path: Path, member: str) -> None:
             shutil.copyfileobj(src, dst, 1 << 20)
         os.replace(tmp, path)
     except (zipfile.BadZipFile, KeyError) as err:
-        raise RawDataError(f"downloaded archive for {member} is not the expected zip ({err}). {HOW_TO_SUPPLY}") from None
+        raise RawDataError(
+            f"downloaded archive for {member} is not the expected zip ({err}). {HOW_TO_SUPPLY}"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 

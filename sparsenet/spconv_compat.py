@@ -109,18 +109,15 @@ def to_sparse_tensor(
     """
     if features.ndim != 2 or not features.is_floating_point():
         raise ValueError(
-            f"features must be a floating point [N, C] tensor; got {features.dtype} "
-            f"{list(features.shape)}"
+            f"features must be a floating point [N, C] tensor; got {features.dtype} {list(features.shape)}"
         )
     if coords.ndim != 2 or coords.shape[1] != 3 or coords.is_floating_point() or coords.is_complex():
         raise ValueError(
-            f"coords must be an integer [N, 3] tensor of (batch, y, x); got {coords.dtype} "
-            f"{list(coords.shape)}"
+            f"coords must be an integer [N, 3] tensor of (batch, y, x); got {coords.dtype} {list(coords.shape)}"
         )
     if coords.shape[0] != features.shape[0]:
         raise ValueError(
-            f"coords has {coords.shape[0]} rows but features has {features.shape[0]}; "
-            "they must describe the same sites"
+            f"coords has {coords.shape[0]} rows but features has {features.shape[0]}; they must describe the same sites"
         )
     shape = [int(s) for s in spatial_shape]
     if len(shape) != 2 or min(shape) < 1:
@@ -157,11 +154,19 @@ def to_dense(x: SparseConvTensor) -> Tensor:
     return grid.index_put((batch, row, col), x.features).permute(0, 3, 1, 2)
 
 
-def _rulebook_text(kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-                   dilation: Sequence[int], spatial_shape: Sequence[int], sites: int) -> str:
+def _rulebook_text(
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    spatial_shape: Sequence[int],
+    sites: int,
+) -> str:
     """A rulebook's geometry (``[h, w]`` each), grid ``(H, W)`` and number of input sites, for errors."""
-    return (f"kernel {list(kernel_size)}, stride {list(stride)}, padding {list(padding)}, dilation "
-            f"{list(dilation)} on a {'x'.join(str(s) for s in spatial_shape)} grid of {sites} sites")
+    return (
+        f"kernel {list(kernel_size)}, stride {list(stride)}, padding {list(padding)}, dilation "
+        f"{list(dilation)} on a {'x'.join(str(s) for s in spatial_shape)} grid of {sites} sites"
+    )
 
 
 def _rulebook(
@@ -198,9 +203,20 @@ def _rulebook(
             x.indices, x.batch_size, x.spatial_shape, ALGO, *geometry, [0] * len(x.spatial_shape)
         )
         out_shape = spconv_ops.get_conv_output_size(x.spatial_shape, *geometry)
-        data = IndiceData(out_indices, x.indices, pairs, pair_counts, list(x.spatial_shape), out_shape,
-                          is_subm=False, algo=ALGO, ksize=geometry[0], stride=geometry[1],
-                          dilation=geometry[3], padding=geometry[2])
+        data = IndiceData(
+            out_indices,
+            x.indices,
+            pairs,
+            pair_counts,
+            list(x.spatial_shape),
+            out_shape,
+            is_subm=False,
+            algo=ALGO,
+            ksize=geometry[0],
+            stride=geometry[1],
+            dilation=geometry[3],
+            padding=geometry[2],
+        )
         if key is not None:
             indice_dict[key] = data
         return data, indice_dict
@@ -222,8 +238,9 @@ def _rulebook(
     return found, indice_dict
 
 
-def _on_rulebook_outputs(x: SparseConvTensor, features: Tensor, rulebook: IndiceData,
-                         indice_dict: dict[str, Any]) -> SparseConvTensor:
+def _on_rulebook_outputs(
+    x: SparseConvTensor, features: Tensor, rulebook: IndiceData, indice_dict: dict[str, Any]
+) -> SparseConvTensor:
     """``x`` moved to the output sites of ``rulebook``, with ``features [N', C]``."""
     out = x.replace_feature(features)
     out.indices = rulebook.out_indices
@@ -287,8 +304,14 @@ class SparseConv2d(_BiasedConv):
         indice_key: str | None = None,
     ) -> None:
         conv = spconv.SparseConv2d(
-            in_channels, out_channels, kernel_size, stride, padding,
-            bias=False, indice_key=indice_key, algo=ALGO,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            bias=False,
+            indice_key=indice_key,
+            algo=ALGO,
         )
         super().__init__(conv, bias)
 
@@ -296,11 +319,16 @@ class SparseConv2d(_BiasedConv):
         """spconv's Native convolution kernel on a reused or new rulebook (spconv's own forward
         refuses a stored key), without bias: features ``[N, in]`` -> ``[N', out]`` on the rulebook's output sites."""
         conv = self.conv
-        rulebook, indice_dict = _rulebook(x, conv.indice_key, conv.kernel_size, conv.stride, conv.padding,
-                                          conv.dilation)
+        rulebook, indice_dict = _rulebook(
+            x, conv.indice_key, conv.kernel_size, conv.stride, conv.padding, conv.dilation
+        )
         features = spconv_functional.indice_conv(
-            x.features.contiguous(), conv.weight, rulebook.indice_pairs.to(x.features.device),
-            rulebook.indice_pair_num, rulebook.out_indices.shape[0], ALGO,
+            x.features.contiguous(),
+            conv.weight,
+            rulebook.indice_pairs.to(x.features.device),
+            rulebook.indice_pair_num,
+            rulebook.out_indices.shape[0],
+            ALGO,
         )
         return _on_rulebook_outputs(x, features, rulebook, indice_dict)
 
@@ -321,8 +349,12 @@ class SubMConv2d(_BiasedConv):
         if kernel_size % 2 == 0:
             raise ValueError(f"a submanifold convolution needs an odd kernel_size; got {kernel_size}")
         conv = spconv.SubMConv2d(
-            in_channels, out_channels, kernel_size,
-            bias=False, indice_key=indice_key, algo=ALGO,
+            in_channels,
+            out_channels,
+            kernel_size,
+            bias=False,
+            indice_key=indice_key,
+            algo=ALGO,
         )
         super().__init__(conv, bias)
 
@@ -341,8 +373,12 @@ class SparseInverseConv2d(_BiasedConv):
         bias: bool = True,
     ) -> None:
         conv = spconv.SparseInverseConv2d(
-            in_channels, out_channels, kernel_size,
-            bias=False, indice_key=indice_key, algo=ALGO,
+            in_channels,
+            out_channels,
+            kernel_size,
+            bias=False,
+            indice_key=indice_key,
+            algo=ALGO,
         )
         super().__init__(conv, bias)
 
@@ -363,8 +399,14 @@ class SparseMaxPool2d(SparseModule):
     rulebook of a ``k x k`` stride-``s`` convolution without padding).
     """
 
-    def __init__(self, kernel_size: int, stride: int | None = None, *, nonnegative_input: bool = False,
-                 indice_key: str | None = None) -> None:
+    def __init__(
+        self,
+        kernel_size: int,
+        stride: int | None = None,
+        *,
+        nonnegative_input: bool = False,
+        indice_key: str | None = None,
+    ) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
@@ -372,17 +414,20 @@ class SparseMaxPool2d(SparseModule):
         self.indice_key = indice_key
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, nonnegative_input={self.nonnegative_input}, "
-                f"indice_key={self.indice_key!r}")
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, nonnegative_input={self.nonnegative_input}, "
+            f"indice_key={self.indice_key!r}"
+        )
 
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         """``x``: features ``[N, C]`` -> features ``[N', C]`` on the pooled grid."""
-        rulebook, indice_dict = _rulebook(x, self.indice_key, [self.kernel_size] * 2, [self.stride] * 2, [0, 0],
-                                          [1, 1])
+        rulebook, indice_dict = _rulebook(x, self.indice_key, [self.kernel_size] * 2, [self.stride] * 2, [0, 0], [1, 1])
         device, outputs = x.features.device, rulebook.out_indices.shape[0]
         if self.nonnegative_input:
             features = spconv_functional.indice_maxpool(
-                x.features.contiguous(), rulebook.indice_pairs.to(device), rulebook.indice_pair_num.to(device),
+                x.features.contiguous(),
+                rulebook.indice_pairs.to(device),
+                rulebook.indice_pair_num.to(device),
                 outputs,
             )
             return _on_rulebook_outputs(x, features, rulebook, indice_dict)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -28,15 +28,17 @@ class SplitSummary:
         names = self.meta.class_names
         shown = ", ".join(names[:8]) + (f", ... ({len(names)} names)" if len(names) > 8 else "")
         lo, mid, hi = np.min(self.sites), np.median(self.sites), np.max(self.sites)
-        return "\n".join([
-            f"{self.path}: {self.samples} samples in {self.files} file(s), valid",
-            f"  classes:        {self.meta.num_classes}" + (f" ({shown})" if names else ""),
-            f"  spatial shape:  {self.meta.spatial_shape[0]} x {self.meta.spatial_shape[1]}",
-            f"  features:       {', '.join(self.meta.feature_names)}",
-            f"  sites / sample: min {lo}, median {mid:g}, max {hi}",
-            f"  converter:      {self.meta.converter or '?'}",
-            *(f"    {key}: {_compact(value)}" for key, value in sorted(self.meta.params.items())),
-        ])
+        return "\n".join(
+            [
+                f"{self.path}: {self.samples} samples in {self.files} file(s), valid",
+                f"  classes:        {self.meta.num_classes}" + (f" ({shown})" if names else ""),
+                f"  spatial shape:  {self.meta.spatial_shape[0]} x {self.meta.spatial_shape[1]}",
+                f"  features:       {', '.join(self.meta.feature_names)}",
+                f"  sites / sample: min {lo}, median {mid:g}, max {hi}",
+                f"  converter:      {self.meta.converter or '?'}",
+                *(f"    {key}: {_compact(value)}" for key, value in sorted(self.meta.params.items())),
+            ]
+        )
 
 
 def _compact(value) -> str:

@@ -32,19 +32,14 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sparsenet import distributed
 from sparsenet.batch import ShardDataset
 from sparsenet.checkpoint import (
-    BEST,
-    CHECKPOINT,
     Checkpoint,
     check_data,
     class_names,
@@ -56,58 +51,15 @@ from sparsenet.checkpoint import (
 )
 from sparsenet.config import TEST_SPLIT, TRAIN_SPLIT, TrainConfig, split_reader
 from sparsenet.distributed import Rank
-from sparsenet.evaluate import build_network, dataset, in_batches, inputs, loader, resolve_device, tally
+from sparsenet.epoch import EpochContext, run_epoch
 from sparsenet.metrics import Tally, plot_confusion, plot_curves
+from sparsenet.optim import make_optimizer
+from sparsenet.pipeline import build_network, dataset, in_batches, resolve_device
+from sparsenet.runs import BEST, CHECKPOINT, CONFIG_JSON, CONFUSION, CURVES, METRICS
 from sparsenet.shards import ShardError
 
-CONFIG_JSON, METRICS, CURVES, CONFUSION = "config.json", "metrics.jsonl", "curves.png", "confusion.png"
 RESUMABLE = ("epochs", "procs", "device", "loader_workers", "sync_batchnorm")  # may change on resume
 TIMING_KEYS = ("seconds", "train_seconds", "samples_per_s", "profile")  # differ between identical runs
-
-
-def lr_at(config: TrainConfig, epoch: int) -> float:
-    """Learning rate during ``epoch`` (0-based): exp is Graham's lr·exp(−d·epoch)."""
-    if config.lr_schedule == "exp":
-        return config.lr * math.exp(-config.lr_decay * epoch)
-    if config.lr_schedule == "cosine":
-        return config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
-    return config.lr
-
-
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay)
-    nesterov = config.nesterov and config.momentum > 0
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=nesterov, weight_decay=config.weight_decay)
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The global batches of ``epoch``: a permutation of ``range(n)`` from ``(seed, epoch)``, cut into
-    ``batch_size`` pieces; an incomplete last piece is dropped unless it is the only one."""
-    order = np.random.default_rng((seed, epoch)).permutation(n).tolist()
-    full = n // batch_size * batch_size
-    return in_batches(order[: full or n], batch_size)
-
-
-def _torch_seed(*key: int) -> int:
-    return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
-
-
-class _Stopwatch:
-    """Seconds spent per stage: ``lap(stage)`` books the time since the previous lap."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
-        self._last = now
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -136,8 +88,10 @@ def resume(run_dir: str | Path, **changes: Any) -> Path:
     ckpt = load(run_dir / CHECKPOINT)
     config = ckpt.config.replace(out=str(run_dir), **{k: v for k, v in changes.items() if v is not None})
     if config.lr_schedule == "cosine" and config.epochs != ckpt.config.epochs:
-        raise ValueError(f"{ckpt.path}: the cosine schedule is fitted to {ckpt.config.epochs} epochs; "
-                         "changing --epochs on resume would make the learning rate jump")
+        raise ValueError(
+            f"{ckpt.path}: the cosine schedule is fitted to {ckpt.config.epochs} epochs; "
+            "changing --epochs on resume would make the learning rate jump"
+        )
     if config.epochs < ckpt.epoch:
         raise ValueError(f"{ckpt.path} is already at epoch {ckpt.epoch}; --epochs {config.epochs} would undo training")
     return _launch(config, resume=True)
@@ -145,12 +99,18 @@ def resume(run_dir: str | Path, **changes: Any) -> Path:
 
 def _launch(config: TrainConfig, resume: bool) -> Path:
     rank = Rank.from_env()
-    procs = distributed.resolve_procs(config.procs, resolve_device(config.device), config.batch_size) if rank.world == 1 else 1
+    procs = (
+        distributed.resolve_procs(config.procs, resolve_device(config.device), config.batch_size)
+        if rank.world == 1
+        else 1
+    )
     if rank.world == 1 and config.procs == "auto":
         config = config.replace(procs=procs)  # config.json and checkpoints record the count used: it shapes BatchNorm
     if procs > 1 and not config.sync_batchnorm and config.batch_size // procs < 2:
-        raise ValueError(f"--procs {procs} leaves a process {config.batch_size // procs} sample(s) of a batch of "
-                         f"{config.batch_size}; per-rank BatchNorm needs at least 2 (use fewer processes or --sync-batchnorm)")
+        raise ValueError(
+            f"--procs {procs} leaves a process {config.batch_size // procs} sample(s) of a batch of "
+            f"{config.batch_size}; per-rank BatchNorm needs at least 2 (use fewer processes or --sync-batchnorm)"
+        )
     try:
         if procs > 1:
             _setup(config, Rank())  # report bad data or models here, not from a child
@@ -216,9 +176,10 @@ def _run(config: TrainConfig, rank: Rank, resume: bool, command: list[str]) -> t
     if rank.main:
         _start_files(state, network, optimizer, resume, command)
     test_batches = in_batches(distributed.share(range(len(test_set)), rank.rank, rank.world), config.eval_batch_size)
+    context = EpochContext(config, rank, network, model, optimizer, train_set, test_set, test_batches, device)
     try:
         for epoch in range(state.epoch, config.epochs):
-            row, test = _epoch(config, rank, model, network, optimizer, train_set, test_set, test_batches, epoch, device)
+            row, test = run_epoch(context, epoch)
             state.history.append(row)
             state.epoch = epoch + 1
             if rank.main:
@@ -228,81 +189,6 @@ def _run(config: TrainConfig, rank: Rank, resume: bool, command: list[str]) -> t
     finally:
         distributed.shutdown()
     return network
-
-
-def _epoch(config, rank, model, network, optimizer, train_set, test_set, test_batches, epoch, device) -> tuple[dict, Tally]:
-    """Train one epoch and test; returns (metrics row, test tally summed over ranks)."""
-    lr = lr_at(config, epoch)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    torch.manual_seed(_torch_seed(config.seed, epoch, rank.rank))
-    train_set.set_epoch(epoch)
-    batches = epoch_batches(len(train_set), config.batch_size, config.seed, epoch)
-    start = time.perf_counter()
-    desc = f"epoch {epoch + 1}/{config.epochs}"
-    train, profile = _train_epoch(model, optimizer, train_set, batches, rank, device, config.loader_workers, desc)
-    train_seconds = time.perf_counter() - start
-    distributed.average_buffers(network)
-    k = test_set.reader.meta.num_classes
-    test = tally(network, loader(test_set, test_batches, config.loader_workers), device, k)
-    train, test = (Tally.from_vector(k, distributed.all_sum(t.to_vector())) for t in (train, test))
-    samples = sum(len(b) for b in batches)
-    row = {
-        "epoch": epoch + 1,
-        "lr": lr,
-        "train_loss": train.loss,
-        "train_error": train.top1_error,
-        "test_loss": test.loss,
-        "test_error": test.top1_error,
-        "test_top5_error": test.top5_error,
-        "seconds": time.perf_counter() - start,
-        "train_seconds": train_seconds,
-        "samples_per_s": samples / train_seconds,
-        "procs": rank.world,
-        "profile": profile,
-    }
-    if rank.main:
-        _log(
-            f"epoch {epoch + 1}/{config.epochs}  lr {lr:.4g}  train loss {train.loss:.4f} error {100 * train.top1_error:.2f}%  "
-            f"test loss {test.loss:.4f} error {100 * test.top1_error:.2f}% (top-5 {100 * test.top5_error:.2f}%)  "
-            f"{row['seconds']:.1f}s  {row['samples_per_s']:.0f} samples/s"
-        )
-    return row, test
-
-
-def _train_epoch(model, optimizer, train_set, batches, rank: Rank, device, workers: int, desc: str) -> tuple[Tally, dict]:
-    """One pass over this rank's share of ``batches``; returns (train tally, seconds per stage: ``data``
-    (waiting for batches), ``forward``, ``backward``, ``step``, and without loader workers ``data``'s
-    parts ``load``, ``augment``, ``collate``)."""
-    from tqdm import tqdm
-
-    model.train()
-    network = model.module if hasattr(model, "module") else model
-    totals = Tally(train_set.reader.meta.num_classes)
-    watch = _Stopwatch()
-    before = dict(train_set.seconds)
-    shares = [distributed.share(batch, rank.rank, rank.world) for batch in batches]
-    bar = tqdm(total=len(batches), desc=desc, leave=False, disable=not (rank.main and sys.stderr.isatty()))
-    for batch, global_size in zip(loader(train_set, shares, workers), map(len, batches)):
-        batch = batch.to(device)
-        watch.lap("data")  # load, augment, collate (waiting for them, with loader workers)
-        logits = model(*inputs(network, batch))
-        loss_sum = F.cross_entropy(logits, batch.labels, reduction="sum")
-        watch.lap("forward")
-        optimizer.zero_grad(set_to_none=True)
-        (loss_sum * (rank.world / global_size)).backward()  # DDP averages over ranks: the global-batch mean
-        watch.lap("backward")
-        optimizer.step()
-        loss_value = loss_sum.item()
-        totals.add(logits, batch.labels, loss_value)
-        watch.lap("step")
-        bar.update()
-        bar.set_postfix(loss=f"{loss_value / len(batch.labels):.3f}", refresh=False)
-    bar.close()
-    if workers == 0:  # the loader ran here: split its time into reading, augmenting and the rest (collate)
-        load, augment = (train_set.seconds[stage] - before[stage] for stage in ("load", "augment"))
-        watch.seconds.update(load=load, augment=augment, collate=watch.seconds["data"] - load - augment)
-    return totals, watch.seconds
 
 
 def _save_state(state: Checkpoint, network, optimizer, name: str) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 
 from sparsenet.checkpoint import CheckpointError, load, save_atomic
 from sparsenet.evaluate import evaluate
-from sparsenet.train import CONFIG_JSON
+from sparsenet.runs import CONFIG_JSON
 
 MAX_BYTES = 2 * 1024 * 1024
 INDEX = "index.json"
@@ -90,8 +90,9 @@ def _command(checkpoint: Path) -> str:
     return ""
 
 
-def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *, dataset: str, data: str | os.PathLike,
-           repeats: int = 1) -> dict[str, Any]:
+def export(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, *, dataset: str, data: str | os.PathLike, repeats: int = 1
+) -> dict[str, Any]:
     """Write ``out`` (the checkpoint without optimizer state), evaluate it and index it; returns its entry.
 
     Raises:
@@ -105,7 +106,9 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *, dataset: st
     size = out.stat().st_size
     if size > MAX_BYTES:
         out.unlink()
-        raise CheckpointError(checkpoint, f"{size:,} bytes without optimizer state; shipped models are at most {MAX_BYTES:,}")
+        raise CheckpointError(
+            checkpoint, f"{size:,} bytes without optimizer state; shipped models are at most {MAX_BYTES:,}"
+        )
     errors = _errors(out, data, repeats)
     entry: dict[str, Any] = {
         "file": out.name,
@@ -125,8 +128,9 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *, dataset: st
     return entry
 
 
-def export_ensemble(folder: str | os.PathLike, name: str, files: list[str], *, dataset: str, data: str | os.PathLike,
-                    repeats: int = 1) -> dict[str, Any]:
+def export_ensemble(
+    folder: str | os.PathLike, name: str, files: list[str], *, dataset: str, data: str | os.PathLike, repeats: int = 1
+) -> dict[str, Any]:
     """Evaluate the shipped models ``files`` of ``folder`` as one ensemble and index it as ``name``; returns its entry.
 
     Raises:
@@ -137,8 +141,15 @@ def export_ensemble(folder: str | os.PathLike, name: str, files: list[str], *, d
     unknown = sorted(set(files) - {e["file"] for e in models})
     if unknown or len(files) < 2:
         listed = ", ".join(e["file"] for e in models) or "none"
-        raise ValueError(f"{folder / INDEX}: an ensemble takes two or more of its models (listed: {listed}); got {', '.join(files)}")
-    entry = {"name": name, "files": list(files), "dataset": dataset, "data": str(data),
-             **_errors([folder / f for f in files], data, repeats)}
+        raise ValueError(
+            f"{folder / INDEX}: an ensemble takes two or more of its models (listed: {listed}); got {', '.join(files)}"
+        )
+    entry = {
+        "name": name,
+        "files": list(files),
+        "dataset": dataset,
+        "data": str(data),
+        **_errors([folder / f for f in files], data, repeats),
+    }
     _write(folder, models, [e for e in read_ensembles(folder) if e["name"] != name] + [entry])
     return entry

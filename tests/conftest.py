@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -30,10 +30,15 @@ def raw_data() -> Path:
     return root
 
 
-def _stroke_text(strokes: Sequence[Sequence[tuple[float, float]]], name: str = "A", *, stroke_count: int | None = None) -> str:
+def _stroke_text(
+    strokes: Sequence[Sequence[tuple[float, float]]], name: str = "A", *, stroke_count: int | None = None
+) -> str:
     """A stroke file in the Assamese release's format (CRLF, PEN_DOWN/PEN_UP around each stroke)."""
-    lines = [f"CHARACTER_NAME: {name}", f"STROKE_COUNT: {len(strokes) if stroke_count is None else stroke_count}",
-             "  X           Y   STYLUS_STATE STROKE"]
+    lines = [
+        f"CHARACTER_NAME: {name}",
+        f"STROKE_COUNT: {len(strokes) if stroke_count is None else stroke_count}",
+        "  X           Y   STYLUS_STATE STROKE",
+    ]
     for k, stroke in enumerate(strokes, 1):
         lines.append("PEN_DOWN")
         lines += [f"{x:<12}{y:<12}1        {k}" for x, y in stroke]
@@ -60,7 +65,9 @@ def assamese_tree(tmp_path: Path) -> Path:
             strokes.append([(1000, 1500), (1010, 1480)])
             folder = root / f"W{writer}"
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{c}.{writer}.txt").write_text(_stroke_text(strokes, "EE" if (writer, c) == (2, 3) else f"N{c}"), newline="")
+            (folder / f"{c}.{writer}.txt").write_text(
+                _stroke_text(strokes, "EE" if (writer, c) == (2, 3) else f"N{c}"), newline=""
+            )
     (root / "W2" / "1.1.txt").write_bytes((root / "W1" / "1.1.txt").read_bytes())
     return root
 

@@ -16,7 +16,8 @@ def main(payload: str) -> None:
 
 
 def average(folder: str) -> None:
-    """BatchNorm statistics ``rank + 1`` (and ``rank`` batches counted), then ``average_buffers``; saves ``rank<RANK>.pt``."""
+    """BatchNorm statistics ``rank + 1`` (and ``rank`` batches counted), then ``average_buffers``;
+    saves ``rank<RANK>.pt``."""
     from sparsenet import distributed
 
     rank = distributed.Rank.from_env()

@@ -4,7 +4,7 @@ Class c is a straight line along ``STEPS[c]``; networks tell the classes apart w
 
 * :func:`write_stroke_files` fabricates raw Assamese stroke files (``W<w>/<c>.<w>.txt``) for
   ``preprocess.assamese.convert`` and ``predict``;
-* :func:`write_digit_shards` writes MNIST-style shards (``converter="preprocess.mnist"``, pixels
+* :func:`write_digit_shards` writes MNIST-style shards (``converter="mnist"``, pixels
   of small grey images placed in a larger field) and keeps the images for ``predict``;
 * :func:`characters` draws handwriting-like samples (random curved pen strokes) with the
   Assamese converter's rasteriser, for augmentation tests.
@@ -42,7 +42,9 @@ def write_stroke_files(raw: Path, *, writers: int = 12, seed: int = 0) -> Path:
             points += rng.integers(-8, 9, size=points.shape)  # a hand's wobble, in tablet units
             rows = "".join(f"{x}        {y}        1        1\r\n" for y, x in points)
             name = f"C{label + 1}"
-            header = f"CHARACTER_NAME: {name}\r\nSTROKE_COUNT: 1\r\n  X           Y   STYLUS_STATE STROKE\r\nPEN_DOWN\r\n"
+            header = (
+                f"CHARACTER_NAME: {name}\r\nSTROKE_COUNT: 1\r\n  X           Y   STYLUS_STATE STROKE\r\nPEN_DOWN\r\n"
+            )
             text = f"{header}{rows}PEN_UP                  0\r\nEND_CHARACTER: {name}\r\n"
             (folder / f"{label + 1}.{writer}.txt").write_text(text)
     return raw
@@ -59,7 +61,9 @@ def digit_images(count: int, *, size: int = 8, seed: int = 0) -> tuple[np.ndarra
     return images, labels
 
 
-def write_digit_shards(root: Path, *, field: int = 12, size: int = 8, train: int = 48, test: int = 24, seed: int = 0) -> Path:
+def write_digit_shards(
+    root: Path, *, field: int = 12, size: int = 8, train: int = 48, test: int = 24, seed: int = 0
+) -> Path:
     """``root/train`` and ``root/test`` like ``preprocess.mnist`` writes them, from :func:`digit_images`."""
     offset = ((field - size) // 2,) * 2
     meta = ShardMeta(
@@ -68,7 +72,8 @@ def write_digit_shards(root: Path, *, field: int = 12, size: int = 8, train: int
         feature_names=("intensity",),
         class_names=("horizontal", "vertical", "diagonal"),
         source="synthetic",
-        converter="preprocess.mnist",
+        converter="mnist",
+        dataset="mnist",
         params={"field": field, "offset": list(offset), "image_shape": [size, size], "feature": "value / 255"},
     )
     for k, (split, count) in enumerate((("train", train), ("test", test))):

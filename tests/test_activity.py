@@ -44,6 +44,8 @@ def test_record_activity_refuses_dense_networks_and_missing_samples() -> None:
 def test_a_sparsity_invariant_layer_is_one_panel() -> None:
     records = record_activity(models.build("sinet-mnist-sparse"), cross(28, 1))
     assert [r.name for r in records] == [
-        "input", "convs.0 SparseSparsityInvariantConv2d", "convs.1 SparseSparsityInvariantConv2d"
+        "input",
+        "convs.0 SparseSparsityInvariantConv2d",
+        "convs.1 SparseSparsityInvariantConv2d",
     ]
     assert len(records[1].sites) > len(records[0].sites)  # the 5x5 window dilates the mask

@@ -30,8 +30,10 @@ def test_real_quirks(real_records):
     # one-point strokes are written PEN_DOWN, PEN_UP, point: W1/75.1.txt has one as stroke 2
     assert [len(s) for s in records["W1/75.1.txt"].parsed.strokes][1] == 1
     assert sum(len(s) == 1 for r in records.values() for s in r.parsed.strokes) == 137
-    assert records["W15/5.15.txt"].parsed.strokes and min(
-        s[:, 1].min() for s in records["W15/5.15.txt"].parsed.strokes) < 0  # negative coordinates
+    assert (
+        records["W15/5.15.txt"].parsed.strokes
+        and min(s[:, 1].min() for s in records["W15/5.15.txt"].parsed.strokes) < 0
+    )  # negative coordinates
     points = sum(len(s) for r in records.values() for s in r.parsed.strokes)
     duplicate = sum(len(s) for s in records["W6/15.6.txt"].parsed.strokes)  # W6/15.5.txt, skipped, is a copy
     assert points + duplicate == 1_806_135  # the README's count over all 8,236 files
@@ -68,13 +70,27 @@ def _bad(stroke_text, **kwargs) -> str:
         (lambda t: t.replace("10          0", "10"), "expected 4 numbers", 6),
         (lambda t: t.replace("10          0", "-inf        0"), "not a finite number", 6),
         (lambda t: t[: t.index("20")], "ends without END_CHARACTER (truncated?)", 6),
-        (lambda t: t.replace("STROKE_COUNT: 2", "STROKE_COUNT: 3"), "STROKE_COUNT is 3 but the STROKE column has 2", None),
+        (
+            lambda t: t.replace("STROKE_COUNT: 2", "STROKE_COUNT: 3"),
+            "STROKE_COUNT is 3 but the STROKE column has 2",
+            None,
+        ),
         (lambda t: t.replace("STROKE_COUNT: 2", "STROKE_COUNT: two"), "STROKE_COUNT is not a whole number", 2),
         (lambda t: t.replace("STROKE_COUNT: 2\r\n", ""), "no STROKE_COUNT line", None),
         (lambda t: t.replace("1        2", "1        3"), "STROKE column is 3 where stroke 2 should start", 10),
         (lambda t: t.replace("PEN_UP", "PEN_LIFT", 1), "unexpected line 'PEN_LIFT", 8),
     ],
-    ids=["non-numeric", "short-row", "infinite", "truncated", "count", "count-text", "no-count", "stroke-skip", "unknown"],
+    ids=[
+        "non-numeric",
+        "short-row",
+        "infinite",
+        "truncated",
+        "count",
+        "count-text",
+        "no-count",
+        "stroke-skip",
+        "unknown",
+    ],
 )
 def test_bad_files_name_file_and_line(stroke_text, edit, problem, line):
     with pytest.raises(StrokeFileError) as info:
@@ -89,8 +105,10 @@ def test_no_strokes(stroke_text):
         parse_strokes(stroke_text([], stroke_count=0), "f.txt")
 
 
-@pytest.mark.parametrize("strokes, what", [([[(3, 0), (3, 9)]], "zero width"), ([[(0, 4), (9, 4)]], "zero height"),
-                                           ([DOT, DOT], "zero width")])
+@pytest.mark.parametrize(
+    "strokes, what",
+    [([[(3, 0), (3, 9)]], "zero width"), ([[(0, 4), (9, 4)]], "zero height"), ([DOT, DOT], "zero width")],
+)
 def test_degenerate_characters(tmp_path, stroke_text, strokes, what):
     path = tmp_path / "1.1.txt"
     path.write_text(stroke_text(strokes), newline="")
@@ -146,8 +164,15 @@ def test_rasterise_connects_and_merges():
 
 
 def test_convert_synthetic_tree(assamese_tree, tmp_path):
-    result = assamese.convert(assamese_tree.parent, tmp_path / "out", train_writers=range(1, 3), test_writers=[3],
-                              encoding="octogram", scale=30, field=40)
+    result = assamese.convert(
+        assamese_tree.parent,
+        tmp_path / "out",
+        train_writers=range(1, 3),
+        test_writers=[3],
+        encoding="octogram",
+        scale=30,
+        field=40,
+    )
     assert result["samples"] == {"train": 6, "test": 3} and result["unused_writers"] == [4]
     assert len(result["skipped"]) == 1 and "W2/1.1.txt" in result["skipped"][0]
     reader = ShardReader(tmp_path / "out" / "train")

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from synthetic import characters
 
 from sparsenet.augment import (
     AUGMENTATIONS,
@@ -17,7 +18,6 @@ from sparsenet.augment import (
     field_transform,
 )
 from sparsenet.shards import Sample
-from synthetic import characters
 
 FEATURES = ("dx", "dy", "ink")  # the Assamese "direction" encoding
 DIRECTIONS = direction_pairs(FEATURES)
@@ -185,7 +185,11 @@ def test_odd_samples_in_one_batch_move_as_they_do_alone():
     field = (40, 40)
     big = characters(1, field=40, seed=5)[0]
     cases = {  # name: (sample, a, t)
-        "one site": (Sample(np.array([[0, 39]], np.int32), np.array([[0.6, 0.8, 1.0]], np.float32), 1), rotation(1.0), [0.5, 3.0]),
+        "one site": (
+            Sample(np.array([[0, 39]], np.int32), np.array([[0.6, 0.8, 1.0]], np.float32), 1),
+            rotation(1.0),
+            [0.5, 3.0],
+        ),
         "character": (big, 1.1 * rotation(-0.2), [1.5, -2.5]),
         "leaves the field": (stroke((30, 20), (1, 1), 9), np.eye(2), [6.0, 0.0]),
         "larger than the field": (stroke((2, 0), (0, 1), 30), 2.0 * np.eye(2), [0.0, 0.0]),

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synthetic import characters
 
 from sparsenet.augment import field_transform
 from sparsenet.batch import ShardDataset, SparseBatch, collate
-from sparsenet.evaluate import loader
+from sparsenet.pipeline import loader
 from sparsenet.shards import Sample, ShardMeta, ShardReader, ShardWriter
-from synthetic import characters
 
 
 @pytest.fixture

@@ -55,14 +55,15 @@ def test_offset_pairs_match_spconv_rulebook(kernel, stride, subm):
     cells = torch.randperm(shape[0] * shape[1], generator=generator)[:60]
     fine = torch.stack([cells % 2, cells // shape[1], cells % shape[1]], dim=1).int().contiguous()
     padding = kernel // 2 if subm else 0
-    out, _, counts = spconv_ops.get_indice_pairs(fine, 2, list(shape), ALGO, [kernel] * 2, [stride] * 2,
-                                                 [padding] * 2, [1, 1], [0, 0], subm)
+    out, _, counts = spconv_ops.get_indice_pairs(
+        fine, 2, list(shape), ALGO, [kernel] * 2, [stride] * 2, [padding] * 2, [1, 1], [0, 0], subm
+    )
     # spconv lists a submanifold rulebook's first half only: the second half mirrors it, the centre is every site
     expected = 2 * int(counts.sum()) + len(fine) if subm else int(counts.sum())
     assert sum(offset_pairs(fine, out, shape, kernel, stride, padding)) == expected
 
 
 def test_crossing_interpolates_on_log_scales():
-    assert crossing([0.01, 0.1, 1.0], [1, 2, 8], [4, 4, 4]) == pytest.approx(0.1 * 10 ** 0.5)
+    assert crossing([0.01, 0.1, 1.0], [1, 2, 8], [4, 4, 4]) == pytest.approx(0.1 * 10**0.5)
     assert crossing([0.01, 0.1], [5, 6], [4, 4]) == 0.01
     assert crossing([0.01, 0.1], [1, 2], [4, 4]) is None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 import pytest
 from click.testing import CliRunner
@@ -38,14 +36,35 @@ def test_help_reads_well(path):
 
 def test_preprocess_assamese_then_inspect(assamese_tree, tmp_path):
     out = tmp_path / "shards"
-    result = run("preprocess", "assamese", "--source", assamese_tree, "--out", out, "--train-writers", "1-2,4",
-                 "--test-writers", "3", "--field", 50, "--scale", 40)
+    result = run(
+        "preprocess",
+        "assamese",
+        "--source",
+        assamese_tree,
+        "--out",
+        out,
+        "--train-writers",
+        "1-2,4",
+        "--test-writers",
+        "3",
+        "--field",
+        50,
+        "--scale",
+        40,
+    )
     assert result.exit_code == 0, result.output
     assert f"wrote 9 train, 3 test samples to {out}" in result.output and "skipped" in result.output
     result = run("inspect", out, "--render", 4, "--png", tmp_path / "pic.png")
     assert result.exit_code == 0, result.output
-    for text in ("train: 9 samples in 1 file(s), valid", "classes:        3 (N1, N2, N3)", "spatial shape:  50 x 50",
-                 "features:       dx, dy, ink", "sites / sample: min", "train_writers: [1, 2, 4]", "drew 4 samples"):
+    for text in (
+        "train: 9 samples in 1 file(s), valid",
+        "classes:        3 (N1, N2, N3)",
+        "spatial shape:  50 x 50",
+        "features:       dx, dy, ink",
+        "sites / sample: min",
+        "train_writers: [1, 2, 4]",
+        "drew 4 samples",
+    ):
         assert text in result.output
     assert (tmp_path / "pic.png").stat().st_size > 0
 
@@ -53,8 +72,9 @@ def test_preprocess_assamese_then_inspect(assamese_tree, tmp_path):
 def test_preprocess_mnist_and_masked(mnist_dir, tmp_path):
     result = run("preprocess", "mnist", "--source", mnist_dir, "--out", tmp_path / "m")
     assert result.exit_code == 0 and "wrote 12 train, 6 test samples" in result.output
-    result = run("preprocess", "masked", "--dataset", "mnist", "--sparsity", 0.5, "--source", mnist_dir,
-                 "--out", tmp_path / "mm")
+    result = run(
+        "preprocess", "masked", "--dataset", "mnist", "--sparsity", 0.5, "--source", mnist_dir, "--out", tmp_path / "mm"
+    )
     assert result.exit_code == 0, result.output
     assert "sites / sample: min 392, median 392, max 392" in run("inspect", tmp_path / "mm" / "test").output
 
@@ -93,8 +113,9 @@ def test_missing_raw_data_without_network(tmp_path, monkeypatch):
 
 
 def test_activity_draws_every_layer_of_deepcnet(tmp_path):
-    from sparsenet.shards import ShardMeta, ShardWriter
     import numpy as np
+
+    from sparsenet.shards import ShardMeta, ShardWriter
 
     meta = ShardMeta(spatial_shape=(24, 24), num_classes=2, feature_names=("ink",))
     with ShardWriter(tmp_path / "split", meta) as writer:
@@ -109,8 +130,9 @@ def test_activity_draws_every_layer_of_deepcnet(tmp_path):
 
 
 def test_activity_refuses_a_dense_network(tmp_path):
-    from sparsenet.shards import ShardMeta, ShardWriter
     import numpy as np
+
+    from sparsenet.shards import ShardMeta, ShardWriter
 
     meta = ShardMeta(spatial_shape=(24, 24), num_classes=2, feature_names=("ink",))
     with ShardWriter(tmp_path / "split", meta) as writer:

@@ -19,7 +19,9 @@ from sparsenet.config import TrainConfig
 
 # VGG-C (BatchNorm everywhere) on 12x12 digits placed in its 63x63 field; a batch of 13 splits 6 + 7.
 # Few steps: BatchNorm over a handful of samples amplifies float rounding from step to step.
-CONFIG = dict(model="vgg-plain", epochs=2, batch_size=13, lr=0.05, lr_decay=0.1, augment="shift", seed=5, eval_batch_size=4)
+CONFIG = dict(
+    model="vgg-plain", epochs=2, batch_size=13, lr=0.05, lr_decay=0.1, augment="shift", seed=5, eval_batch_size=4
+)
 
 
 def spawn_run(config: TrainConfig) -> Path:
@@ -27,7 +29,9 @@ def spawn_run(config: TrainConfig) -> Path:
     config.run_dir.mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", str(Path(__file__).parent))  # for ddp_rank
-        distributed.spawn("ddp_rank:main", 2, json.dumps({"config": config.to_dict(), "resume": False, "command": ["test"]}))
+        distributed.spawn(
+            "ddp_rank:main", 2, json.dumps({"config": config.to_dict(), "resume": False, "command": ["test"]})
+        )
     return config.run_dir
 
 
@@ -48,7 +52,9 @@ def runs(data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_bn_run(data, tmp_path_factory) -> Path:
     """A two-rank run with the default per-rank BatchNorm."""
-    config = TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(tmp_path_factory.mktemp("local") / "run"), procs=2))
+    config = TrainConfig.from_dict(
+        dict(CONFIG, data=str(data), out=str(tmp_path_factory.mktemp("local") / "run"), procs=2)
+    )
     return spawn_run(config)
 
 
@@ -123,11 +129,36 @@ def default_sigint() -> None:
 def test_ctrl_c_stops_every_rank_and_leaves_a_resumable_run(tmp_path):
     data = write_digit_shards(tmp_path / "data")
     run = tmp_path / "run"
-    command = [sys.executable, "-c", "from sparsenet.cli import main; main()", "train", "--data", str(data), "--out", str(run),
-               "--model", "deepcnet", "--model-arg", "l=2", "--model-arg", "k=4", "--epochs", "1000", "--batch-size", "8",
-               "--procs", "2"]
-    process = subprocess.Popen(command, start_new_session=True, preexec_fn=default_sigint,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "-c",
+        "from sparsenet.cli import main; main()",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--model",
+        "deepcnet",
+        "--model-arg",
+        "l=2",
+        "--model-arg",
+        "k=4",
+        "--epochs",
+        "1000",
+        "--batch-size",
+        "8",
+        "--procs",
+        "2",
+    ]
+    process = subprocess.Popen(
+        command,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (run / "metrics.jsonl").is_file() or not (run / "metrics.jsonl").read_text():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
@@ -150,13 +181,19 @@ def test_per_rank_batchnorm_needs_two_samples_per_process(data, tmp_path):
 
 
 def test_auto_is_recorded_as_the_process_count_it_resolved_to(data, tmp_path):
-    run = training.train(TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(tmp_path / "run"), procs="auto", epochs=1)))
-    assert ckpt_io.load(run / "checkpoint.pt").config.procs == 1  # a batch of 13 leaves no 16 samples for a second process
+    run = training.train(
+        TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(tmp_path / "run"), procs="auto", epochs=1))
+    )
+    assert (
+        ckpt_io.load(run / "checkpoint.pt").config.procs == 1
+    )  # a batch of 13 leaves no 16 samples for a second process
     assert json.loads((run / "config.json").read_text())["config"]["procs"] == 1
 
 
 def test_checkpoints_from_before_per_rank_batchnorm_resume_synced(data, tmp_path):
-    run = training.train(TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(tmp_path / "run"), procs=1, epochs=1)))
+    run = training.train(
+        TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(tmp_path / "run"), procs=1, epochs=1))
+    )
     payload = torch.load(run / "checkpoint.pt", weights_only=True)
     old = json.loads(payload["config"])
     del old["sync_batchnorm"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import torch
 
 from preprocess import caltech101, masked, mnist
 from sparsenet.config import for_dataset
-from sparsenet.evaluate import evaluate, load_network
+from sparsenet.evaluate import evaluate
+from sparsenet.pipeline import load_network
 from sparsenet.shards import ShardReader
 from sparsenet.sources import iter_members
 from sparsenet.train import train
@@ -20,7 +20,7 @@ def test_masks_drop_exactly_the_requested_fraction(sparsity):
     valid = masked.validity_masks(50, (28, 28), sparsity, np.random.default_rng(0))
     assert valid.shape == (50, 28, 28) and valid.dtype == bool
     assert ((~valid).sum(axis=(1, 2)) == round(sparsity * 784)).all()
-    if 0 < sparsity:
+    if sparsity > 0:
         assert len({m.tobytes() for m in valid}) == 50  # a different mask per image
 
 
@@ -34,19 +34,21 @@ def test_masks_are_uniform_and_seeded():
 
 
 def test_mnist_sites_are_valid_pixels_including_zeros(mnist_dir, tmp_path):
-    masked.convert("mnist", mnist_dir, tmp_path / "a", sparsity=0.75, seed=3)
+    masked.convert(mnist_dir, tmp_path / "a", dataset="mnist", sparsity=0.75, seed=3)
     reader = ShardReader(tmp_path / "a" / "train")
     assert reader.meta.spatial_shape == (28, 28) and reader.meta.params["sparsity"] == 0.75
-    assert reader.meta.converter == "preprocess.masked" and reader.meta.params["dataset"] == "mnist"
+    assert reader.meta.converter == "masked" and reader.meta.dataset == "masked-mnist"
     assert (reader.sites_per_sample == 784 - 588).all()
     images = mnist.load(mnist_dir)["train"][0]
     zeros = 0
     for image, sample in zip(images, reader):
-        np.testing.assert_allclose(sample.features[:, 0], image[sample.coords[:, 0], sample.coords[:, 1]] / 255, atol=1e-7)
+        np.testing.assert_allclose(
+            sample.features[:, 0], image[sample.coords[:, 0], sample.coords[:, 1]] / 255, atol=1e-7
+        )
         zeros += int((sample.features == 0).sum())
     assert zeros > 0  # zero-valued pixels are sites too: validity, not intensity
-    masked.convert("mnist", mnist_dir, tmp_path / "b", sparsity=0.75, seed=3)
-    masked.convert("mnist", mnist_dir, tmp_path / "c", sparsity=0.75, seed=4)
+    masked.convert(mnist_dir, tmp_path / "b", dataset="mnist", sparsity=0.75, seed=3)
+    masked.convert(mnist_dir, tmp_path / "c", dataset="mnist", sparsity=0.75, seed=4)
     same, other = ShardReader(tmp_path / "b" / "train"), ShardReader(tmp_path / "c" / "train")
     np.testing.assert_array_equal(reader[0].coords, same[0].coords)
     assert not np.array_equal(reader[0].coords, other[0].coords)
@@ -55,12 +57,12 @@ def test_mnist_sites_are_valid_pixels_including_zeros(mnist_dir, tmp_path):
 @pytest.mark.parametrize("sparsity", [-0.1, 1.0, 1.5])
 def test_sparsity_outside_unit_interval(mnist_dir, tmp_path, sparsity):
     with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\)"):
-        masked.convert("mnist", mnist_dir, tmp_path, sparsity=sparsity)
+        masked.convert(mnist_dir, tmp_path, dataset="mnist", sparsity=sparsity)
     assert list(tmp_path.iterdir()) == [mnist_dir]
 
 
 def test_caltech_synthetic(caltech_tree, tmp_path):
-    result = masked.convert("caltech101", caltech_tree, tmp_path / "out", sparsity=0.5, seed=1, size=16)
+    result = masked.convert(caltech_tree, tmp_path / "out", dataset="caltech101", sparsity=0.5, seed=1, size=16)
     assert result["samples"] == {"train": 21, "val": 3, "test": 6}  # per class: 7 / 1 / 2
     readers = {s: ShardReader(tmp_path / "out" / s) for s in ("train", "val", "test")}
     meta = readers["train"].meta
@@ -71,7 +73,7 @@ def test_caltech_synthetic(caltech_tree, tmp_path):
     assert all((r.sites_per_sample == 128).all() for r in readers.values())
     gray = caltech101.decode((caltech_tree / "101_ObjectCategories/panda/image_0001.jpg").read_bytes(), 16, "gray")
     assert gray.shape == (16, 16, 3) and (gray[..., 0] == gray[..., 2]).all()  # grayscale JPEG -> RGB
-    masked.convert("caltech101", caltech_tree, tmp_path / "again", sparsity=0.5, seed=1, size=16)
+    masked.convert(caltech_tree, tmp_path / "again", dataset="caltech101", sparsity=0.5, seed=1, size=16)
     assert [s.sample_id for s in ShardReader(tmp_path / "again" / "val")] == [s.sample_id for s in readers["val"]]
 
 
@@ -100,7 +102,7 @@ def test_caltech_real_images(raw_data, tmp_path):
             (root / category / name.split("/")[-1]).write_bytes(data)
             taken[category] += 1
     assert taken == wanted
-    masked.convert("caltech101", tmp_path, tmp_path / "out", sparsity=0.9, size=64)
+    masked.convert(tmp_path, tmp_path / "out", dataset="caltech101", sparsity=0.9, size=64)
     reader = ShardReader(tmp_path / "out" / "train")
     assert reader.meta.class_names == ("Faces", "Faces_easy", "Leopards")
     assert (reader.sites_per_sample == 4096 - round(0.9 * 4096)).all()
@@ -111,7 +113,7 @@ def test_caltech_real_images(raw_data, tmp_path):
 
 
 def test_caltech_shards_train_with_their_defaults_at_their_size(caltech_tree, tmp_path):
-    masked.convert("caltech101", caltech_tree, tmp_path / "data", sparsity=0.5, seed=1, size=16)
+    masked.convert(caltech_tree, tmp_path / "data", dataset="caltech101", sparsity=0.5, seed=1, size=16)
     config = for_dataset(tmp_path / "data", tmp_path / "run", epochs=1, batch_size=8, procs=1)
     assert (config.model, config.optimizer, config.batch_size, config.model_kwargs) == ("sinet-caltech", "adam", 8, {})
     train(config)

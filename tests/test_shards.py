@@ -95,7 +95,10 @@ def _bump_feature(path):
     "damage, problem",
     [
         (lambda p: p.write_bytes(b"definitely not hdf5" * 10), "not a readable HDF5 file"),
-        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable HDF5 file|cannot be read"),
+        (
+            lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+            "not a readable HDF5 file|cannot be read",
+        ),
         (lambda p: h5py.File(p, "w").close(), "not a sparsenet shard"),
         (lambda p: _set_attr(p, "format", "anndata"), "not a sparsenet shard"),
         (lambda p: _set_attr(p, "version", 2), "format version 2; this sparsenet reads version 1"),
@@ -112,14 +115,19 @@ def test_validation_rejects_bad_files(tmp_path, damage, problem):
 
 
 def test_writer_refuses_bad_samples(tmp_path):
-    with pytest.raises(ValueError, match="sample s1: coordinates outside the field 4x4"):
-        with ShardWriter(tmp_path / "out", META) as writer:
-            writer.add(np.zeros((1, 2), np.int32), np.zeros((1, 2)), 0, "s0")
-            writer.add(np.array([[4, 0]]), np.zeros((1, 2)), 0, "s1")
+    with (
+        pytest.raises(ValueError, match="sample s1: coordinates outside the field 4x4"),
+        ShardWriter(tmp_path / "out", META) as writer,
+    ):
+        writer.add(np.zeros((1, 2), np.int32), np.zeros((1, 2)), 0, "s0")
+        writer.add(np.array([[4, 0]]), np.zeros((1, 2)), 0, "s1")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
     with ShardWriter(tmp_path / "out", META) as writer:
-        for coords, problem in [(np.zeros((1, 2)), "integers"), (np.zeros((0, 2), np.int32), "at least one site"),
-                                (np.array([[1, 2], [1, 2]]), "same site appears twice")]:
+        for coords, problem in [
+            (np.zeros((1, 2)), "integers"),
+            (np.zeros((0, 2), np.int32), "at least one site"),
+            (np.array([[1, 2], [1, 2]]), "same site appears twice"),
+        ]:
             with pytest.raises(ValueError, match=problem):
                 writer.add(coords, np.zeros((len(coords), 2)), 0)
         with pytest.raises(ValueError, match=r"label 3 outside 0..2"):

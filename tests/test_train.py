@@ -17,7 +17,9 @@ from sparsenet import train as training
 from sparsenet.batch import collate
 from sparsenet.checkpoint import CheckpointError
 from sparsenet.config import TrainConfig, for_dataset
-from sparsenet.evaluate import evaluate, inputs, load_network
+from sparsenet.errors import RawDataError
+from sparsenet.evaluate import evaluate
+from sparsenet.pipeline import inputs, load_network
 from sparsenet.predict import predict
 from sparsenet.shards import ShardReader
 
@@ -27,8 +29,19 @@ MODEL = {"model": "deepcnet", "model_kwargs": {"l": 2, "k": 8, "dropout": 0.2}}
 
 
 def config(data, out, **changes) -> TrainConfig:
-    values = dict(MODEL, data=str(data), out=str(out), epochs=EPOCHS, batch_size=6, lr=0.1, lr_decay=0.1,
-                  augment="affine", procs=1, eval_batch_size=5, seed=3)
+    values = dict(
+        MODEL,
+        data=str(data),
+        out=str(out),
+        epochs=EPOCHS,
+        batch_size=6,
+        lr=0.1,
+        lr_decay=0.1,
+        augment="affine",
+        procs=1,
+        eval_batch_size=5,
+        seed=3,
+    )
     return TrainConfig.from_dict({**values, **changes})
 
 
@@ -58,7 +71,16 @@ def test_run_leaves_config_metrics_plots_and_checkpoints(reference, strokes):
     assert not [n for n in names if ".tmp" in n]
     rows = [json.loads(line) for line in (reference / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    for key in ("train_loss", "train_error", "test_loss", "test_error", "test_top5_error", "lr", "seconds", "samples_per_s"):
+    for key in (
+        "train_loss",
+        "train_error",
+        "test_loss",
+        "test_error",
+        "test_top5_error",
+        "lr",
+        "seconds",
+        "samples_per_s",
+    ):
         assert all(isinstance(r[key], float) and math.isfinite(r[key]) for r in rows), key
     assert rows[1]["lr"] == pytest.approx(0.1 * math.exp(-0.1))
     profile = rows[0]["profile"]
@@ -68,7 +90,7 @@ def test_run_leaves_config_metrics_plots_and_checkpoints(reference, strokes):
     record = json.loads((reference / "config.json").read_text())
     assert TrainConfig.from_dict(record["config"]) == config(strokes / "data", strokes / "reference")
     assert {"torch", "spconv", "numpy", "python", "sparsenet"} <= set(record["versions"])
-    assert record["data"]["converter"] == "preprocess.assamese"
+    assert record["data"]["converter"] == "assamese" and record["data"]["dataset"] == "assamese"
     last, best = ckpt_io.load(reference / "checkpoint.pt"), ckpt_io.load(reference / "best.pt")
     assert last.epoch == EPOCHS and scored(last.history) == scored(rows)
     assert best.best_error == min(r["test_error"] for r in rows)
@@ -213,10 +235,10 @@ def test_predict_images_like_mnist_shards(tmp_path):
             assert guess["probability"] == pytest.approx(float(expected[guess["class"]]), abs=1e-6)
     (tmp_path / "blank.png").write_bytes(b"")
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "blank.png")
-    with pytest.raises(ValueError, match="blank"):
+    with pytest.raises(RawDataError, match="blank"):
         predict(run, [tmp_path / "blank.png"])
     (tmp_path / "text.png").write_text("not an image")
-    with pytest.raises(ValueError, match="not an image file"):
+    with pytest.raises(RawDataError, match="not an image file"):
         predict(run, [tmp_path / "text.png"])
 
 
@@ -239,8 +261,14 @@ def test_for_dataset_uses_the_dataset_defaults(strokes, tmp_path):
         (lambda p, good: p.write_bytes(good[: len(good) // 2]), "not a torch checkpoint|corrupt or truncated"),
         (lambda p, good: torch.save({"weights": torch.zeros(2)}, p), "not a sparsenet checkpoint"),
         (lambda p, good: torch.save({"format": "sparsenet.checkpoint", "version": 99}, p), "version 99"),
-        (lambda p, good: torch.save({"format": "sparsenet.checkpoint", "version": 1, "model": {}}, p), "entries missing: config"),
-        (lambda p, good: torch.save({"format": "sparsenet.checkpoint", "evil": zipfile.ZipInfo("x")}, p), "refusing to load"),
+        (
+            lambda p, good: torch.save({"format": "sparsenet.checkpoint", "version": 1, "model": {}}, p),
+            "entries missing: config",
+        ),
+        (
+            lambda p, good: torch.save({"format": "sparsenet.checkpoint", "evil": zipfile.ZipInfo("x")}, p),
+            "refusing to load",
+        ),
     ],
     ids=["missing", "garbage", "truncated", "foreign", "version", "incomplete", "pickled-object"],
 )
@@ -263,7 +291,6 @@ def test_checkpoints_that_do_not_fit_the_network_or_data(reference, strokes, tmp
     digits = write_digit_shards(tmp_path / "digits")
     with pytest.raises(CheckpointError, match="was trained on data with feature_names"):
         evaluate(reference / "best.pt", digits)
-
 
 
 def test_cosine_runs_refuse_a_new_length_on_resume(strokes, tmp_path):

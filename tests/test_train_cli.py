@@ -8,7 +8,20 @@ from synthetic import write_digit_shards
 
 from sparsenet.cli import main
 
-TINY = ["--model", "deepcnet", "--model-arg", "l=2", "--model-arg", "k=4", "--epochs", "1", "--batch-size", "6", "--procs", "1"]
+TINY = [
+    "--model",
+    "deepcnet",
+    "--model-arg",
+    "l=2",
+    "--model-arg",
+    "k=4",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "6",
+    "--procs",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +95,11 @@ def test_predict_prints_the_top_classes(run, tmp_path):
         (["train", "--data", "{digits}", "--procs", "0"], 2, "neither 'auto' nor a whole number"),
         (["train", "--data", "{digits}", "--model-arg", "l5"], 2, "is not KEY=VALUE"),
         (["train", "--data", "{digits}", "--out", "{tmp}/x", *TINY, "--model-arg", "l=1"], 1, "network takes 6x6"),
-        (["train", "--data", "{digits}", "--out", "{tmp}/y", *TINY, "--model-arg", "depth=3"], 1, "unexpected keyword argument 'depth'"),
+        (
+            ["train", "--data", "{digits}", "--out", "{tmp}/y", *TINY, "--model-arg", "depth=3"],
+            1,
+            "unexpected keyword argument 'depth'",
+        ),
         (["train", "--data", "{digits}", "--out", "{run}", *TINY], 1, "already holds a run"),
         (["train", "--resume", "{run}", "--lr", "0.5"], 1, "cannot change lr"),
         (["train", "--resume", "{tmp}"], 1, "no such checkpoint file"),
@@ -104,13 +121,21 @@ def test_errors_are_one_line_messages(run, digits, tmp_path, args, code, message
 def test_report_tables_runs_and_plots_sparsity(tmp_path):
     from sparsenet.report import report
 
-    for model, sparsity, errors in (("sinet", 0.5, [0.4, 0.2]), ("convnet", 0.5, [0.5, 0.3]), ("sinet", 0.9, [0.6, 0.35])):
+    for model, sparsity, errors in (
+        ("sinet", 0.5, [0.4, 0.2]),
+        ("convnet", 0.5, [0.5, 0.3]),
+        ("sinet", 0.9, [0.6, 0.35]),
+    ):
         run = tmp_path / f"{model}-{sparsity}"
         run.mkdir()
-        record = {"config": {"model": model, "data": f"data/masked-mnist-{sparsity}"},
-                  "data": {"params": json.dumps({"dataset": "mnist", "sparsity": sparsity})}}
+        record = {
+            "config": {"model": model, "data": f"data/masked-mnist-{sparsity}"},
+            "data": {"params": json.dumps({"dataset": "mnist", "sparsity": sparsity})},
+        }
         (run / "config.json").write_text(json.dumps(record))
-        (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e + 1, "test_error": x}) + "\n" for e, x in enumerate(errors)))
+        (run / "metrics.jsonl").write_text(
+            "".join(json.dumps({"epoch": e + 1, "test_error": x}) + "\n" for e, x in enumerate(errors))
+        )
     (tmp_path / "unfinished").mkdir()
     (tmp_path / "unfinished" / "config.json").write_text("{}")
     table = report(tmp_path).read_text().splitlines()
@@ -125,7 +150,11 @@ def test_option_choices_match_the_library():
     from sparsenet import config
     from sparsenet.cli import train as command
 
-    choices = {p.name: tuple(p.type.choices) for p in command.params if p.name in ("optimizer", "lr_schedule", "augment", "device")}
+    choices = {
+        p.name: tuple(p.type.choices)
+        for p in command.params
+        if p.name in ("optimizer", "lr_schedule", "augment", "device")
+    }
     assert {k: set(v) for k, v in choices.items()} == {
         "optimizer": set(config.OPTIMIZERS),
         "lr_schedule": set(config.SCHEDULES),
@@ -137,20 +166,41 @@ def test_option_choices_match_the_library():
 def test_report_tests_every_run_at_every_sparsity(mnist_dir, tmp_path):
     """Train at one sparsity, test at the others: the diagonal is each run's own test error."""
     from preprocess import masked
+
     datasets = []
     for sparsity in (0.25, 0.75):
-        masked.convert("mnist", mnist_dir, tmp_path / f"masked-{sparsity}", sparsity=sparsity, seed=0)
+        masked.convert(mnist_dir, tmp_path / f"masked-{sparsity}", dataset="mnist", sparsity=sparsity, seed=0)
         datasets.append(tmp_path / f"masked-{sparsity}")
-        result = invoke("train", "--data", datasets[-1], "--out", tmp_path / "runs" / f"sinet-{sparsity}", "--model", "sinet-mnist",
-                        "--epochs", 1, "--batch-size", 4, "--procs", 1)
+        result = invoke(
+            "train",
+            "--data",
+            datasets[-1],
+            "--out",
+            tmp_path / "runs" / f"sinet-{sparsity}",
+            "--model",
+            "sinet-mnist",
+            "--epochs",
+            1,
+            "--batch-size",
+            4,
+            "--procs",
+            1,
+        )
         assert result.exit_code == 0, result.output
     result = invoke("report", tmp_path / "runs", *(a for d in datasets for a in ("--test-on", d)))
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "runs" / "cross.json").read_text())
-    assert sorted((r["train_sparsity"], r["test_sparsity"]) for r in rows) == [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)]
+    assert sorted((r["train_sparsity"], r["test_sparsity"]) for r in rows) == [
+        (0.25, 0.25),
+        (0.25, 0.75),
+        (0.75, 0.25),
+        (0.75, 0.75),
+    ]
     for row in rows:
         if row["train_sparsity"] == row["test_sparsity"]:
-            own = json.loads((tmp_path / "runs" / f"sinet-{row['train_sparsity']}" / "metrics.jsonl").read_text().splitlines()[-1])
+            own = json.loads(
+                (tmp_path / "runs" / f"sinet-{row['train_sparsity']}" / "metrics.jsonl").read_text().splitlines()[-1]
+            )
             assert row["top1_error"] == pytest.approx(own["test_error"])
     table = (tmp_path / "runs" / "cross.md").read_text()
     assert "| 0.25 | sinet-0.25 (1) | **" in table and (tmp_path / "runs" / "cross.png").read_bytes()[:4] == b"\x89PNG"

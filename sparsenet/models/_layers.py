@@ -49,8 +49,9 @@ class LayerFactory:
     def __init__(self, *, sparse: bool) -> None:
         self.sparse = sparse
 
-    def conv(self, cin: int, cout: int, k: int, stride: int = 1, *, bias: bool = True,
-             key: str | None = None) -> nn.Module:
+    def conv(
+        self, cin: int, cout: int, k: int, stride: int = 1, *, bias: bool = True, key: str | None = None
+    ) -> nn.Module:
         """Valid ``k x k`` convolution; ``key`` names its rulebook, which a later ``inverse`` and
         a later ``conv`` or ``max_pool`` of the same geometry on the same sites reuse."""
         if self.sparse:

@@ -114,21 +114,28 @@ def _builder(factory: LayerFactory, name: str, summary: str) -> Callable[..., De
         conv: ConvKind = "sparse",
         dropout: float | Sequence[float] = 0.0,
     ) -> DeepCNet:
-        return DeepCNet(factory, l=l, k=k, in_channels=in_channels, num_classes=num_classes, conv=conv,
-                        dropout=dropout)
+        return DeepCNet(factory, l=l, k=k, in_channels=in_channels, num_classes=num_classes, conv=conv, dropout=dropout)
 
     builder.__name__ = builder.__qualname__ = name.replace("-", "_")
     builder.__doc__ = summary + _BUILDER_ARGS
     return register_model(name)(builder)
 
 
-deepcnet = _builder(SPARSE, "deepcnet", """Sparse DeepCNet(l, k) on spconv — Graham, "Spatially-sparse
+deepcnet = _builder(
+    SPARSE,
+    "deepcnet",
+    """Sparse DeepCNet(l, k) on spconv — Graham, "Spatially-sparse
     convolutional neural networks", arXiv:1409.6070.
 
     Input ``SparseConvTensor`` with spatial shape ``3·2^l x 3·2^l``; output logits
-    ``[B, num_classes]``.""")
+    ``[B, num_classes]``.""",
+)
 
-deepcnet_dense = _builder(DENSE, "deepcnet-dense", """Dense twin of ``deepcnet`` (``torch.nn.Conv2d``/
+deepcnet_dense = _builder(
+    DENSE,
+    "deepcnet-dense",
+    """Dense twin of ``deepcnet`` (``torch.nn.Conv2d``/
     ``MaxPool2d``, the same parameters) — Graham, arXiv:1409.6070.
 
-    Input ``[B, in_channels, 3·2^l, 3·2^l]``; output logits ``[B, num_classes]``.""")
+    Input ``[B, in_channels, 3·2^l, 3·2^l]``; output logits ``[B, num_classes]``.""",
+)

@@ -51,8 +51,9 @@ class SparsityInvariantConv2d(nn.Module):
     mask_out [B, 1, H', W'])`` with ``H' = (H - 1) // stride + 1``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 *, eps: float = 1e-8) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, *, eps: float = 1e-8
+    ) -> None:
         super().__init__()
         _check_same_kernel(kernel_size)
         self.stride, self.padding, self.eps = stride, kernel_size // 2, eps
@@ -89,8 +90,16 @@ class SparseSparsityInvariantConv2d(sc.SparseModule):
     RULEBOOK = "sparsity_invariant"
     """The ``indice_key`` of the rulebook that ``conv`` builds and ``count`` reuses."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 *, submanifold: bool = False, eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        *,
+        submanifold: bool = False,
+        eps: float = 1e-8,
+    ) -> None:
         super().__init__()
         _check_same_kernel(kernel_size)
         if submanifold and stride != 1:
@@ -100,8 +109,9 @@ class SparseSparsityInvariantConv2d(sc.SparseModule):
         def conv(cin: int, cout: int) -> sc.SubMConv2d | sc.SparseConv2d:
             if submanifold:
                 return sc.SubMConv2d(cin, cout, kernel_size, bias=False, indice_key=self.RULEBOOK)
-            return sc.SparseConv2d(cin, cout, kernel_size, stride, kernel_size // 2, bias=False,
-                                   indice_key=self.RULEBOOK)
+            return sc.SparseConv2d(
+                cin, cout, kernel_size, stride, kernel_size // 2, bias=False, indice_key=self.RULEBOOK
+            )
 
         self.conv = conv(in_channels, out_channels)
         self.count = conv(1, 1)
@@ -142,8 +152,9 @@ class SINetSpec:
 
 SPECS: dict[str, SINetSpec] = {
     "mnist": SINetSpec(convs=((16, 5), (1, 1)), batch_norm=False, pool=False, hidden=((100, 0.0),)),
-    "caltech": SINetSpec(convs=((16, 11), (16, 7), (16, 5), (16, 3)), batch_norm=True, pool=True,
-                         hidden=((512, 0.2), (256, 0.0))),
+    "caltech": SINetSpec(
+        convs=((16, 11), (16, 7), (16, 5), (16, 3)), batch_norm=True, pool=True, hidden=((512, 0.2), (256, 0.0))
+    ),
 }
 
 
@@ -159,8 +170,9 @@ class SINet(nn.Module):
     Output: logits ``[B, num_classes]``.
     """
 
-    def __init__(self, spec: SINetSpec, *, input_kind: str, in_channels: int, num_classes: int,
-                 image_size: int) -> None:
+    def __init__(
+        self, spec: SINetSpec, *, input_kind: str, in_channels: int, num_classes: int, image_size: int
+    ) -> None:
         super().__init__()
         if input_kind not in ("dense-mask", "dense", "sparse"):
             raise ValueError(f"input_kind must be 'dense-mask', 'dense' or 'sparse'; got {input_kind!r}")
@@ -178,11 +190,13 @@ class SINet(nn.Module):
                 convs.append(nn.Conv2d(channels, out_channels, kernel, padding=kernel // 2))
             else:
                 convs.append(SparseSparsityInvariantConv2d(channels, out_channels, kernel))
-            posts.append(factory.sequential(
-                *([factory.batch_norm(out_channels)] if spec.batch_norm else []),
-                nn.ReLU(),
-                *([factory.max_pool(2, 2)] if spec.pool else []),
-            ))
+            posts.append(
+                factory.sequential(
+                    *([factory.batch_norm(out_channels)] if spec.batch_norm else []),
+                    nn.ReLU(),
+                    *([factory.max_pool(2, 2)] if spec.pool else []),
+                )
+            )
             channels = out_channels
         self.convs, self.posts = nn.ModuleList(convs), nn.ModuleList(posts)
         head: list[nn.Module] = []
@@ -220,8 +234,9 @@ class SINet(nn.Module):
 
 
 def _sinet(spec: str, input_kind: str, in_channels: int, num_classes: int, image_size: int) -> SINet:
-    return SINet(SPECS[spec], input_kind=input_kind, in_channels=in_channels, num_classes=num_classes,
-                 image_size=image_size)
+    return SINet(
+        SPECS[spec], input_kind=input_kind, in_channels=in_channels, num_classes=num_classes, image_size=image_size
+    )
 
 
 @register_model("sinet-mnist")

@@ -73,13 +73,16 @@ def make_layers(factory: LayerFactory, spec: VggSpec, in_channels: int) -> tuple
         planes, branch_planes = (entry, 0) if isinstance(entry, int) else entry
         layer = factory.subm(channels, planes, 3, bias=False, key=f"subm{scale}")
         if branch_planes:
-            layer = factory.concat(layer, factory.sequential(
-                factory.conv(channels, branch_planes, 3, 2, bias=False, key=down),
-                *_bn_relu(factory, branch_planes),
-                factory.subm(branch_planes, branch_planes, 3, bias=False, key=f"subm{scale + 1}"),
-                *_bn_relu(factory, branch_planes),
-                factory.inverse(branch_planes, branch_planes, 3, 2, key=down, bias=False),
-            ))
+            layer = factory.concat(
+                layer,
+                factory.sequential(
+                    factory.conv(channels, branch_planes, 3, 2, bias=False, key=down),
+                    *_bn_relu(factory, branch_planes),
+                    factory.subm(branch_planes, branch_planes, 3, bias=False, key=f"subm{scale + 1}"),
+                    *_bn_relu(factory, branch_planes),
+                    factory.inverse(branch_planes, branch_planes, 3, 2, key=down, bias=False),
+                ),
+            )
         channels = planes + branch_planes
         layers += [layer, *_bn_relu(factory, channels)]
     kernel, stride, head_channels = spec.head

@@ -22,8 +22,9 @@ class SparseSample:
     sparse: sc.SparseConvTensor
 
 
-def make_sample(batch: int, channels: int, size: int, density: float, *, seed: int = 0,
-                dtype: torch.dtype = torch.float64) -> SparseSample:
+def make_sample(
+    batch: int, channels: int, size: int, density: float, *, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> SparseSample:
     generator = torch.Generator().manual_seed(seed)
     active = torch.rand(batch, size, size, generator=generator) < density
     active[:, size // 2, size // 2] = True  # never an empty sample
@@ -50,8 +51,9 @@ def _at_sites(dense: Tensor, indices: Tensor) -> Tensor:
     return dense[b, :, y, x]
 
 
-def _compare(layer: torch.nn.Module, x: sc.SparseConvTensor, dense_in: Tensor,
-             reference: Callable[[Tensor], Tensor]) -> sc.SparseConvTensor:
+def _compare(
+    layer: torch.nn.Module, x: sc.SparseConvTensor, dense_in: Tensor, reference: Callable[[Tensor], Tensor]
+) -> sc.SparseConvTensor:
     """Runs ``layer`` on ``x`` and ``reference`` on ``dense_in`` (the same input, densified) and
     asserts equal outputs at the layer's output sites, equal input gradients at the input sites
     and equal parameter gradients, for a random upstream gradient. Returns the layer's output."""

@@ -23,8 +23,11 @@ def paper_sizes(l: int) -> list[int]:
 def dense_sizes(model: nn.Module, size: int) -> list[int]:
     """Output sizes of every conv and pool of a dense net on a ``size x size`` input."""
     sizes = [size]
-    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
-             for m in model.trunk if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
+        for m in model.trunk
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d))
+    ]
     model(torch.zeros(1, model.in_channels, size, size))
     for hook in hooks:
         hook.remove()

@@ -24,17 +24,19 @@ def site_keys(indices: Tensor) -> list[tuple[int, int, int]]:
 def test_submanifold_conv_equals_same_conv_at_active_sites(sample, compare, kernel: int) -> None:
     s = sample(2, 3, 12, 0.3)
     layer = sc.SubMConv2d(3, 4, kernel).double()
-    out = compare(layer, s.sparse, s.dense,
-                  lambda d: F.conv2d(d, layer.dense_weight(), layer.bias, padding=kernel // 2))
+    out = compare(
+        layer, s.sparse, s.dense, lambda d: F.conv2d(d, layer.dense_weight(), layer.bias, padding=kernel // 2)
+    )
     assert torch.equal(out.indices, s.sparse.indices)
 
 
 @pytest.mark.parametrize("kernel,stride,padding", [(1, 1, 0), (2, 1, 0), (3, 1, 0), (3, 2, 0), (2, 2, 0), (3, 1, 1)])
-def test_sparse_conv_equals_conv_on_the_grown_active_set(sample, compare, kernel: int, stride: int, padding: int) -> None:
+def test_sparse_conv_equals_conv_on_the_grown_active_set(
+    sample, compare, kernel: int, stride: int, padding: int
+) -> None:
     s = sample(2, 3, 11, 0.15)
     layer = sc.SparseConv2d(3, 4, kernel, stride, padding).double()
-    out = compare(layer, s.sparse, s.dense,
-                  lambda d: F.conv2d(d, layer.dense_weight(), layer.bias, stride, padding))
+    out = compare(layer, s.sparse, s.dense, lambda d: F.conv2d(d, layer.dense_weight(), layer.bias, stride, padding))
     grown = F.max_pool2d(s.mask, kernel, stride, padding)
     assert site_keys(out.indices) == site_keys(grown[:, 0].nonzero())
     assert list(out.spatial_shape) == list(grown.shape[2:])
@@ -46,8 +48,9 @@ def test_inverse_conv_equals_transposed_conv_at_the_input_sites(sample, compare)
     inverse = sc.SparseInverseConv2d(4, 2, 3, indice_key="down").double()
     low = down(s.sparse)
     low_dense = sc.to_dense(low)
-    out = compare(inverse, low, low_dense,
-                  lambda d: F.conv_transpose2d(d, inverse.dense_weight(), inverse.bias, stride=2))
+    out = compare(
+        inverse, low, low_dense, lambda d: F.conv_transpose2d(d, inverse.dense_weight(), inverse.bias, stride=2)
+    )
     assert torch.equal(out.indices, s.sparse.indices)
     assert list(out.spatial_shape) == [11, 11]
 
@@ -55,8 +58,12 @@ def test_inverse_conv_equals_transposed_conv_at_the_input_sites(sample, compare)
 @pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 2), (3, 1)])
 def test_max_pool_equals_dense_max_pool_for_signed_inputs(sample, compare, kernel: int, stride: int) -> None:
     s = sample(2, 3, 11, 0.3)
-    out = compare(sc.SparseMaxPool2d(kernel, stride), s.sparse, s.dense,
-                  lambda d: F.max_pool2d(d.masked_fill(s.mask == 0, float("-inf")), kernel, stride))
+    out = compare(
+        sc.SparseMaxPool2d(kernel, stride),
+        s.sparse,
+        s.dense,
+        lambda d: F.max_pool2d(d.masked_fill(s.mask == 0, float("-inf")), kernel, stride),
+    )
     assert (out.features < 0).any()
 
 
@@ -167,8 +174,9 @@ STRIDED: dict[str, Callable[[str | None], torch.nn.Module]] = {
 
 @pytest.mark.parametrize("builder", STRIDED)
 @pytest.mark.parametrize("reuser", STRIDED)
-def test_strided_layers_sharing_a_key_build_one_rulebook(sample, compare, rulebook_builds, builder: str,
-                                                          reuser: str) -> None:
+def test_strided_layers_sharing_a_key_build_one_rulebook(
+    sample, compare, rulebook_builds, builder: str, reuser: str
+) -> None:
     """A 3x3 stride-2 conv or pool reuses the rulebook of one before it: the same bits as building its
     own, and the dense result at the output sites (positive inputs: the spconv pool is exact)."""
     s = sample(2, 3, 11, 0.3)
@@ -189,15 +197,19 @@ def test_strided_layers_sharing_a_key_build_one_rulebook(sample, compare, rulebo
     assert all(torch.equal(a, b) for a, b in zip(shared, own, strict=True))
 
 
-@pytest.mark.parametrize("second,other,message", [
-    (lambda: sc.SparseMaxPool2d(2, 2, indice_key="k"), {}, r"rulebook of kernel \[3, 3\].*has kernel \[2, 2\]"),
-    (lambda: sc.SparseConv2d(3, 3, 3, 1, indice_key="k"), {}, r"stride \[2, 2\].*stride \[1, 1\]"),
-    (lambda: sc.SparseConv2d(3, 3, 3, 2, 1, indice_key="k"), {}, r"padding \[0, 0\].*padding \[1, 1\]"),
-    (lambda: sc.SparseMaxPool2d(3, 2, indice_key="k"), {"seed": 1}, "other input sites"),
-    (lambda: sc.SparseMaxPool2d(3, 2, indice_key="k"), {"size": 13}, r"11x11 grid.*13x13 grid"),
-])
-def test_a_key_shared_by_mismatching_layers_is_refused(sample, second: Callable[[], torch.nn.Module],
-                                                        other: dict, message: str) -> None:
+@pytest.mark.parametrize(
+    "second,other,message",
+    [
+        (lambda: sc.SparseMaxPool2d(2, 2, indice_key="k"), {}, r"rulebook of kernel \[3, 3\].*has kernel \[2, 2\]"),
+        (lambda: sc.SparseConv2d(3, 3, 3, 1, indice_key="k"), {}, r"stride \[2, 2\].*stride \[1, 1\]"),
+        (lambda: sc.SparseConv2d(3, 3, 3, 2, 1, indice_key="k"), {}, r"padding \[0, 0\].*padding \[1, 1\]"),
+        (lambda: sc.SparseMaxPool2d(3, 2, indice_key="k"), {"seed": 1}, "other input sites"),
+        (lambda: sc.SparseMaxPool2d(3, 2, indice_key="k"), {"size": 13}, r"11x11 grid.*13x13 grid"),
+    ],
+)
+def test_a_key_shared_by_mismatching_layers_is_refused(
+    sample, second: Callable[[], torch.nn.Module], other: dict, message: str
+) -> None:
     first = sc.SparseConv2d(3, 3, 3, 2, indice_key="k")(sample(2, 3, 11, 0.3, dtype=torch.float32).sparse)
     x = sample(2, 3, other.get("size", 11), 0.3, seed=other.get("seed", 0), dtype=torch.float32).sparse
     with pytest.raises(ValueError, match=message):

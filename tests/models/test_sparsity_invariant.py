@@ -81,8 +81,7 @@ def test_spconv_form_equals_the_reference_on_the_dilated_mask(sample, compare, k
     layer = SparseSparsityInvariantConv2d(3, 4, kernel, stride).double()
     with torch.no_grad():
         layer.bias.normal_()
-    out = compare(layer, s.sparse, s.dense,
-                  lambda d: reference(d, s.mask, layer.dense_weight(), layer.bias, stride))
+    out = compare(layer, s.sparse, s.dense, lambda d: reference(d, s.mask, layer.dense_weight(), layer.bias, stride))
     dilated = valid_windows(s.mask, kernel, stride)[:, 0].nonzero()
     assert sorted(map(tuple, out.indices.tolist())) == sorted(map(tuple, dilated.tolist()))
 
@@ -111,8 +110,12 @@ def test_mnist_net_on_spconv_equals_the_dense_mask_net(sample) -> None:
     torch.testing.assert_close(sparse(s.sparse), dense_mask(s.dense, s.mask), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("dataset,channels,size,classes,flat", [("mnist", 1, 28, 10, 784), ("caltech", 3, 224, 101, 3136)])
-def test_networks_and_convnet_twins_share_layers(dataset: str, channels: int, size: int, classes: int, flat: int) -> None:
+@pytest.mark.parametrize(
+    "dataset,channels,size,classes,flat", [("mnist", 1, 28, 10, 784), ("caltech", 3, 224, 101, 3136)]
+)
+def test_networks_and_convnet_twins_share_layers(
+    dataset: str, channels: int, size: int, classes: int, flat: int
+) -> None:
     nets = {kind: models.build(f"{kind}-{dataset}") for kind in ("sinet", "convnet")}
     assert nets["sinet"].input_kind == "dense-mask" and nets["convnet"].input_kind == "dense"
     counts = {kind: sum(p.numel() for p in net.parameters()) for kind, net in nets.items()}

@@ -25,9 +25,17 @@ def plus_block(cin: int, a: int, b: int) -> int:
 
 def test_vggplus_parameter_count_by_hand() -> None:
     expected = (
-        conv_bn(3, 8) + conv_bn(8, 8) + conv_bn(8, 16) + conv_bn(16, 16)
-        + plus_block(16, 16, 8) + plus_block(24, 16, 8) + plus_block(24, 24, 8) + plus_block(32, 24, 8)
-        + conv_bn(32, 64, 5) + 64 * 183 + 183
+        conv_bn(3, 8)
+        + conv_bn(8, 8)
+        + conv_bn(8, 16)
+        + conv_bn(16, 16)
+        + plus_block(16, 16, 8)
+        + plus_block(24, 16, 8)
+        + plus_block(24, 24, 8)
+        + plus_block(32, 24, 8)
+        + conv_bn(32, 64, 5)
+        + 64 * 183
+        + 183
     )
     assert expected == 97295
     for name in ("vgg", "vgg-dense"):
@@ -41,10 +49,13 @@ def test_plain_vgg_parameter_count_by_hand() -> None:
         assert sum(p.numel() for p in models.build(name, num_classes=10).parameters()) == expected
 
 
-@pytest.mark.parametrize("name,field,sizes", [
-    ("vgg", 95, [95, 47, 23, 11, 5, 1]),
-    ("vgg-plain", 63, [63, 31, 15, 7, 3, 1]),
-])
+@pytest.mark.parametrize(
+    "name,field,sizes",
+    [
+        ("vgg", 95, [95, 47, 23, 11, 5, 1]),
+        ("vgg-plain", 63, [63, 31, 15, 7, 3, 1]),
+    ],
+)
 def test_field_sizes_and_output_shape(sample, name: str, field: int, sizes: list[int]) -> None:
     model = models.build(name, in_channels=2, num_classes=11)
     assert model.input_size() == (field, field)
