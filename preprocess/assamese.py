@@ -287,4 +287,10 @@ def read_input(path: Path, params: dict) -> Sample:
     return Sample(coords, features, -1, str(path))
 
 
-CONVERTER = Converter("assamese", convert, read_input, "Online Handwritten Assamese Characters -> stroke sites")
+CONVERTER = Converter(
+    "assamese",
+    convert,
+    read_input,
+    "Online Handwritten Assamese Characters -> stroke sites",
+    {"encoding": tuple(ENCODINGS)},
+)

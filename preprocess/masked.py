@@ -138,4 +138,10 @@ def convert(
     return {"out_dir": str(out_dir), "samples": counts, "sparsity": sparsity, "seed": seed}
 
 
-CONVERTER = Converter("masked", convert, None, "MNIST or Caltech-101 with random validity masks -> valid-pixel sites")
+CONVERTER = Converter(
+    "masked",
+    convert,
+    None,
+    "MNIST or Caltech-101 with random validity masks -> valid-pixel sites",
+    {"dataset": DATASETS},
+)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -13,7 +14,12 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from sparsenet import spconv_compat as sc
+from sparsenet.batch import collate
+from sparsenet.errors import ConfigError
+from sparsenet.models import build
 from sparsenet.models.sparsity_invariant import SparseSparsityInvariantConv2d
+from sparsenet.pipeline import dataset
+from sparsenet.shards import ShardReader
 
 # Layers whose outputs are recorded; a composite one counts once, its inner layers not at all.
 _COMPOSITE = (sc.Concat, SparseSparsityInvariantConv2d)
@@ -40,12 +46,13 @@ def record_activity(model: nn.Module, x: sc.SparseConvTensor, *, sample: int = 0
     convolution counts as one layer), in execution order, for batch entry ``sample``.
 
     Raises:
-        ValueError: ``model`` is not a sparse network or ``sample`` is not in the batch.
+        ConfigError: ``model`` is not a sparse network.
+        ValueError: ``sample`` is not in the batch.
     """
     if getattr(model, "input_kind", None) != "sparse":
-        raise ValueError(
-            f"{type(model).__name__} is not a sparse network (input_kind "
-            f"{getattr(model, 'input_kind', None)!r}); activity needs one"
+        raise ConfigError(
+            f"{type(model).__name__} takes {getattr(model, 'input_kind', None)!r} input; "
+            "activity needs a sparse network (input kind 'sparse')"
         )
     if not 0 <= sample < x.batch_size:
         raise ValueError(f"sample {sample} is not in a batch of {x.batch_size}")
@@ -100,3 +107,21 @@ def draw_activity(
         axes.set_yticks([])
     figure.savefig(png_path, dpi=120)
     return records
+
+
+def sample_activity(
+    data: str | Path, index: int, model_name: str, model_kwargs: dict[str, Any], png_path: str | Path
+) -> list[LayerActivity]:
+    """:func:`draw_activity` of a freshly built ``model_name`` for sample ``index`` of shards ``data``.
+
+    Active sites depend only on the input and the layers, not on the weights, so the network is
+    built fresh; the sample is centred in the network's input field.
+    """
+    reader = ShardReader(data)
+    meta = reader.meta
+    network = build(model_name, in_channels=len(meta.feature_names), num_classes=meta.num_classes, **model_kwargs)
+    placed = dataset(reader, tuple(network.input_size()))
+    if not 0 <= index < len(placed):
+        raise ConfigError(f"{data}: sample {index} is out of range; it holds {len(placed)} samples")
+    batch = collate([placed[index]], placed.transform.field)
+    return draw_activity(network, batch.sparse(), png_path)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from sparsenet.errors import ConfigError
 from sparsenet.shards import Sample, merge_sites
 
 
@@ -331,14 +332,14 @@ def field_transform(
 ) -> FieldTransform:
     """The transform that moves samples of a ``shard_shape`` field into ``field`` and augments them.
 
-    Raises ``ValueError`` naming both sizes when the shard field does not fit the network field.
+    Raises :class:`ConfigError` naming both sizes when the shard field does not fit the network field.
     """
     if shard_shape[0] > field[0] or shard_shape[1] > field[1]:
-        raise ValueError(
+        raise ConfigError(
             f"samples are on a {shard_shape[0]}x{shard_shape[1]} field but the network takes "
             f"{field[0]}x{field[1]}; preprocess with a field of at most {field[0]}x{field[1]} or pick a larger network"
         )
     if augment not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
+        raise ConfigError(f"unknown augmentation {augment!r}; expected one of {', '.join(AUGMENTATIONS)}")
     offset = ((field[0] - shard_shape[0]) // 2, (field[1] - shard_shape[1]) // 2)
     return FieldTransform(tuple(field), offset, AUGMENTATIONS[augment], direction_pairs(tuple(feature_names)))

@@ -1,45 +1,91 @@
-"""The ``sparsenet`` command line (click), every command in this one file.
+"""The ``sparsenet`` command line (click).
 
 Each command parses options and calls one library function; heavy imports (numpy, h5py,
-torch, matplotlib) happen inside commands so ``--help`` stays fast. Library errors
-(:data:`LIBRARY_ERRORS`) become one-line ``click.ClickException`` messages naming the file
-and the problem, never a traceback.
+torch, matplotlib) happen inside commands so ``sparsenet --help`` stays fast, and option
+choices are read from the library's own constants when first needed. A
+:class:`~sparsenet.errors.SparsenetError` (bad input the user can fix) or an ``OSError`` (which
+names its file) becomes a one-line ``Error: ...``; any other exception is a bug and shows its
+traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from sparsenet.sources import RawDataError
+from sparsenet.errors import SparsenetError
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-# ShardError is a ValueError; RawDataError's module imports only the standard library.
-LIBRARY_ERRORS: tuple[type[Exception], ...] = (RawDataError, ValueError, OSError)
+# What a user can fix: shown as one line. OSError is the environment's (a full disk, a permission),
+# and its message names the file.
+USER_ERRORS: tuple[type[Exception], ...] = (SparsenetError, OSError)
 
 
 def reports_errors(func: Command) -> Command:
-    """Decorator for commands: library errors -> ``click.ClickException`` (message only, exit 1)."""
+    """Decorator for commands: :data:`USER_ERRORS` -> ``click.ClickException`` (message only, exit 1)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except LIBRARY_ERRORS as err:
+        except USER_ERRORS as err:
             raise click.ClickException(str(err)) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings=CONTEXT)
+class LazyChoice(click.Choice):
+    """A ``click.Choice`` whose values come from ``load()`` (a library constant), read on first use."""
+
+    def __init__(self, load: Callable[[], Sequence[str]], metavar: str | None = None) -> None:
+        self._load = load  # no fixed choices: see the property
+        self._metavar = metavar
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._load())
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return self._metavar or super().get_metavar(param, ctx)
+
+
+def _constant(module: str, name: str) -> Callable[[], Sequence[str]]:
+    """A loader of ``module.name`` (a tuple or dict of names) for :class:`LazyChoice`."""
+    return lambda: tuple(getattr(importlib.import_module(module), name))
+
+
+def _converter_choice(converter: str, option: str) -> LazyChoice:
+    """The valid values of ``option`` of the converter registered as ``converter``."""
+
+    def load() -> tuple[str, ...]:
+        from sparsenet.converters import get_converter
+
+        return get_converter(converter).choices[option]
+
+    return LazyChoice(load)
+
+
+def _models() -> list[str]:
+    from sparsenet.models import list_models
+
+    return list_models()
+
+
+DEVICES = LazyChoice(_constant("sparsenet.config", "DEVICES"))
+MODELS = LazyChoice(_models, "MODEL")
+
+
+@click.group(context_settings=CONTEXT, short_help="Spatially-sparse CNNs on spconv, fed from HDF5 shards.")
 @click.version_option(package_name="sparsenet")
 def main() -> None:
     """Spatially-sparse CNNs on spconv, fed from coordinate/feature HDF5 shards.
@@ -49,7 +95,7 @@ def main() -> None:
     """
 
 
-@main.group(context_settings=CONTEXT)
+@main.group(context_settings=CONTEXT, short_help="Convert a raw dataset into HDF5 shards (train/, test/, ...).")
 def preprocess() -> None:
     """Convert a raw dataset into validated HDF5 shards (DIR/train, DIR/test, ...).
 
@@ -112,7 +158,7 @@ def _convert(name: str, source: Path, out: Path, **options: Any) -> None:
         click.echo(f"skipped {note}")
 
 
-@preprocess.command(context_settings=CONTEXT)
+@preprocess.command(context_settings=CONTEXT, short_help="Assamese handwriting strokes -> stroke-site shards.")
 @SOURCE
 @_out("data/assamese")
 @click.option(
@@ -131,7 +177,7 @@ def _convert(name: str, source: Path, out: Path, **options: Any) -> None:
 )
 @click.option(
     "--encoding",
-    type=click.Choice(["direction", "simple", "octogram"]),
+    type=_converter_choice("assamese", "encoding"),
     default="direction",
     show_default=True,
     help="Site features: pen direction (dx, dy, 1), ink only (1), or 9 octogram channels.",
@@ -165,7 +211,7 @@ def assamese(source, out, scale, field, encoding, train_writers, test_writers) -
     )
 
 
-@preprocess.command(context_settings=CONTEXT)
+@preprocess.command(context_settings=CONTEXT, short_help="MNIST digits in a larger field -> pixel-site shards.")
 @SOURCE
 @_out("data/mnist")
 @click.option(
@@ -181,8 +227,8 @@ def mnist(source, out, field) -> None:
     _convert("mnist", _locate("mnist", source), out, field=field)
 
 
-@preprocess.command(context_settings=CONTEXT)
-@click.option("--dataset", type=click.Choice(["mnist", "caltech101"]), required=True, help="Images to mask.")
+@preprocess.command(context_settings=CONTEXT, short_help="MNIST or Caltech-101 with random validity masks.")
+@click.option("--dataset", type=_converter_choice("masked", "dataset"), required=True, help="Images to mask.")
 @click.option(
     "--sparsity",
     type=click.FloatRange(0, 1, max_open=True),
@@ -213,7 +259,7 @@ def masked(dataset, sparsity, seed, size, source, out) -> None:
     _convert("masked", _locate(dataset, source), out, dataset=dataset, sparsity=sparsity, seed=seed, size=size)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help="Validate shards and summarise them; --render draws samples.")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--render",
@@ -244,22 +290,6 @@ def inspect(path, count, png) -> None:
             f"drew {min(count, sum(s.samples for s in splits if s.path in drawable))} samples of "
             f"{', '.join(map(str, drawable))} into {render_samples(drawable, count, png)}"
         )
-
-
-class ModelChoice(click.Choice):
-    """``click.Choice(list_models())``, read on first use so that ``--help`` does not import torch."""
-
-    def __init__(self) -> None:  # no fixed choices: see the property
-        self.case_sensitive = True
-
-    @property
-    def choices(self) -> tuple[str, ...]:
-        from sparsenet.models import list_models
-
-        return tuple(list_models())
-
-    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
-        return "MODEL"
 
 
 class Procs(click.ParamType):
@@ -301,9 +331,7 @@ class KeyValue(click.ParamType):
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [default: runs/<dataset>-<model>]."
 )
-@click.option(
-    "--model", type=ModelChoice(), help="Network (see sparsenet.models.list_models()) [default: per dataset]."
-)
+@click.option("--model", type=MODELS, help="Network (see sparsenet.models.list_models()) [default: per dataset].")
 @click.option(
     "--model-arg",
     "model_args",
@@ -313,11 +341,15 @@ class KeyValue(click.ParamType):
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training split.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (the same for any --procs).")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), help="SGD with (Nesterov) momentum, or Adam.")
+@click.option(
+    "--optimizer",
+    type=LazyChoice(_constant("sparsenet.config", "OPTIMIZERS")),
+    help="SGD with (Nesterov) momentum, or Adam.",
+)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate at epoch 0.")
 @click.option(
     "--lr-schedule",
-    type=click.Choice(["exp", "cosine", "constant"]),
+    type=LazyChoice(_constant("sparsenet.config", "SCHEDULES")),
     help="exp: lr·exp(-d·epoch) (Graham); cosine; constant.",
 )
 @click.option("--lr-decay", type=click.FloatRange(min=0), help="d of the exp schedule.")
@@ -326,13 +358,11 @@ class KeyValue(click.ParamType):
 @click.option("--weight-decay", type=click.FloatRange(min=0), help="L2 weight decay.")
 @click.option(
     "--augment",
-    type=click.Choice(["none", "affine", "shift"]),
+    type=LazyChoice(_constant("sparsenet.augment", "AUGMENTATIONS")),
     help="Training augmentation: affine (strokes), shift (±2 px, MNIST), none.",
 )
 @click.option("--seed", type=int, help="Seed of weights, sample order, augmentation and dropout.")
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train [default: auto = CUDA if present]."
-)
+@click.option("--device", type=DEVICES, help="Where to train [default: auto = CUDA if present].")
 @click.option(
     "--procs",
     type=Procs(),
@@ -418,9 +448,7 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
     "[default: eval-<checkpoint stem>-confusion.png beside the checkpoint].",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size [default: the run's].")
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to run."
-)
+@click.option("--device", type=DEVICES, default="auto", show_default=True, help="Where to run.")
 @click.option(
     "--repeats",
     type=click.IntRange(min=1),
@@ -473,9 +501,7 @@ def evaluate(checkpoints, data, confusion, batch_size, device, repeats, as_json)
 @click.option(
     "--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many classes to print per input."
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where to run."
-)
+@click.option("--device", type=DEVICES, default="auto", show_default=True, help="Where to run.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
 @reports_errors
 def predict(checkpoint, inputs, top, device, as_json) -> None:
@@ -607,7 +633,7 @@ def report(root, test_on) -> None:
     "model_name",
     default="deepcnet",
     show_default=True,
-    type=ModelChoice(),
+    type=MODELS,
     help="A sparse network (input kind 'sparse').",
 )
 @click.option(
@@ -631,24 +657,11 @@ def activity(data, index, model_name, model_args, png) -> None:
     Active sites depend only on the input and the layers, not on the weights, so the network
     is built fresh (its input field taken from the network, the sample centred in it).
     """
-    from sparsenet.activity import draw_activity
-    from sparsenet.batch import collate
-    from sparsenet.models import build
-    from sparsenet.pipeline import dataset
-    from sparsenet.shards import ShardReader
+    from sparsenet.activity import sample_activity
 
-    reader = ShardReader(data)
-    network = build(
-        model_name, in_channels=len(reader.meta.feature_names), num_classes=reader.meta.num_classes, **dict(model_args)
-    )
-    if network.input_kind != "sparse":
-        raise click.UsageError(f"{model_name} takes {network.input_kind} input; activity needs a sparse network")
-    placed = dataset(reader, tuple(network.input_size()))
-    batch = collate([placed[index]], placed.transform.field)
-    for layer in draw_activity(network, batch.sparse(), png):
-        click.echo(
-            f"{layer.name:>28}  {layer.spatial_shape[0]:>3}x{layer.spatial_shape[1]:<3}  {len(layer.sites):>5} active"
-        )
+    for layer in sample_activity(data, index, model_name, dict(model_args), png):
+        height, width = layer.spatial_shape
+        click.echo(f"{layer.name:>28}  {height:>3}x{width:<3}  {len(layer.sites):>5} active")
     click.echo(f"wrote {png}")
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class Converter:
     convert: Callable[..., dict[str, Any]]
     read_input: Callable[[Path, dict[str, Any]], Sample] | None = None
     summary: str = ""  # one line for listings
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # option -> its valid values
 
 
 _REGISTERED: dict[str, Converter] = {}

@@ -23,6 +23,7 @@ import torch
 
 from sparsenet.checkpoint import check_data, class_names
 from sparsenet.config import TEST_SPLIT
+from sparsenet.errors import CheckpointError, ConfigError, ShardError
 from sparsenet.metrics import plot_confusion
 from sparsenet.pipeline import dataset, in_batches, load_network, loader, log_probabilities, resolve_device, tally_of
 from sparsenet.shards import ShardReader
@@ -43,7 +44,7 @@ def repeated_log_probabilities(
     N samples of ``reader``: the first pass undistorted, the others with augmentation ``augment``
     (module docstring)."""
     if len(reader) == 0:
-        raise ValueError(f"{reader.files[0].parent}: no test samples")
+        raise ShardError(reader.files[0].parent, "no test samples")
     passes = []
     for r in range(repeats):
         data = dataset(reader, field, augment if r else "none", seed=TTA_SEED)
@@ -81,10 +82,10 @@ def evaluate(
     over augmented copies (module docstring); it needs runs trained with augmentation.
     """
     if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
+        raise ConfigError(f"repeats must be at least 1, got {repeats}")
     paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
     if not paths:
-        raise ValueError("no checkpoint to evaluate")
+        raise ConfigError("no checkpoint to evaluate")
     dev = resolve_device(device)
     members = [load_network(path, dev) for path in paths]
     first = members[0][2]
@@ -95,8 +96,8 @@ def evaluate(
     for network, field, ckpt in members:
         check_data(ckpt.data, reader.meta, ckpt.path, split)
         if repeats > 1 and ckpt.config.augment == "none":
-            raise ValueError(
-                f"{ckpt.path}: the run trained without augmentation, so there is nothing to repeat the test with"
+            raise CheckpointError(
+                ckpt.path, "the run trained without augmentation, so there is nothing to repeat the test with"
             )
         size = batch_size or ckpt.config.eval_batch_size
         log_p, labels = repeated_log_probabilities(network, reader, field, ckpt.config.augment, repeats, size, dev)

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sparsenet.errors import ConfigError
 from sparsenet.metrics import pyplot, save_figure
 from sparsenet.runs import CHECKPOINT, CONFIG_JSON, METRICS
 
@@ -69,7 +70,7 @@ def cross_evaluate(root: str | os.PathLike, datasets: list[str | os.PathLike]) -
     sparsities = {str(data): _sparsity(data) for data in datasets}
     plain = [data for data, sparsity in sparsities.items() if sparsity is None]
     if plain:
-        raise ValueError(
+        raise ConfigError(
             f"{', '.join(plain)}: no sparsity recorded; cross-evaluation takes `sparsenet preprocess masked` datasets"
         )
     rows = []
@@ -99,7 +100,7 @@ def cross_report(root: str | os.PathLike, datasets: list[str | os.PathLike]) -> 
     root = Path(root)
     rows = cross_evaluate(root, datasets)
     if not rows:
-        raise ValueError(f"{root}: no run on masked data with a finished epoch below it")
+        raise ConfigError(f"{root}: no run on masked data with a finished epoch below it")
     (root / "cross.json").write_text(json.dumps(rows, indent=1) + "\n")
     return write_cross(root, rows)
 
@@ -144,7 +145,7 @@ def report(root: str | os.PathLike) -> Path:
     root = Path(root)
     rows = collect(root)
     if not rows:
-        raise ValueError(f"{root}: no run folder with a finished epoch (config.json and metrics.jsonl) below it")
+        raise ConfigError(f"{root}: no run folder with a finished epoch (config.json and metrics.jsonl) below it")
     lines = [
         "| run | model | sparsity | epochs | final test error | best test error |",
         "|---|---|---:|---:|---:|---:|",

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsenet.checkpoint import CheckpointError, load, save_atomic
+from sparsenet.errors import ConfigError
 from sparsenet.evaluate import evaluate
 from sparsenet.runs import CONFIG_JSON
 
@@ -141,7 +142,7 @@ def export_ensemble(
     unknown = sorted(set(files) - {e["file"] for e in models})
     if unknown or len(files) < 2:
         listed = ", ".join(e["file"] for e in models) or "none"
-        raise ValueError(
+        raise ConfigError(
             f"{folder / INDEX}: an ensemble takes two or more of its models (listed: {listed}); got {', '.join(files)}"
         )
     entry = {

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from sparsenet.errors import ConfigError
+
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -39,7 +41,7 @@ def list_models() -> list[str]:
 
 
 def parameters(name: str) -> tuple[str, ...]:
-    """The keyword arguments the builder registered as ``name`` takes (``ValueError`` for an unknown name)."""
+    """The keyword arguments the builder registered as ``name`` takes (``ConfigError`` for an unknown name)."""
     return tuple(inspect.signature(_builder(name)).parameters)
 
 
@@ -47,22 +49,25 @@ def _builder(name: str) -> Callable[..., nn.Module]:
     try:
         return _BUILDERS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}") from None
+        raise ConfigError(f"unknown model {name!r}; valid names: {', '.join(list_models())}") from None
 
 
 def build(name: str, **kwargs: Any) -> nn.Module:
     """Builds the model registered as ``name`` with keyword arguments ``kwargs``.
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones) or an argument the builder
-            does not take (the message lists the ones it does).
+        ConfigError: unknown name (the message lists the valid ones), an argument the builder
+            does not take (the message lists the ones it does), or a value it refuses.
     """
     builder = _builder(name)
     signature = inspect.signature(builder)
     try:
         signature.bind(**kwargs)
     except TypeError as error:
-        raise ValueError(
+        raise ConfigError(
             f"model {name!r}: {error}; it takes {', '.join(signature.parameters) or 'no arguments'}"
         ) from None
-    return builder(**kwargs)
+    try:
+        return builder(**kwargs)
+    except ValueError as error:  # builders validate their arguments with ValueError
+        raise ConfigError(f"model {name!r}: {error}") from None

@@ -1,157 +1,23 @@
-"""The one place that knows spconv's pitfalls; every sparse network builds its layers from here.
-
-spconv-cu120 2.3.6 with torch 2.13 on a CPU, measured in this repository
-(``tests/models/test_layers.py`` pins each item):
-
-1. **Algorithm.** The default algorithm (implicit GEMM) is CUDA-only: a CPU forward fails with
-   ``AssertionError: Torch not compiled with CUDA enabled``. spconv fixes the algorithm when a layer
-   is constructed, before it knows the device, so every layer here uses ``ConvAlgo.Native``, which
-   is correct on both CPU and CUDA (on a GPU it is slower than implicit GEMM, never wrong).
-2. **Bias.** In eval mode the CPU kernel refuses a fused bias (``bias and act don't support cpu``).
-   The convolutions here are created with ``bias=False`` and add their own ``bias`` parameter to
-   the output features.
-3. **Indices.** ``indices`` must be int32 ``[N, 3]`` = ``(batch, y, x)`` and contiguous. int64 is
-   rejected, but a non-contiguous int32 tensor (e.g. ``nonzero().int()`` transposed) is accepted
-   and gives silently wrong results, and so do duplicate or out-of-range coordinates.
-   :func:`to_sparse_tensor` enforces dtype and layout and validates shapes, bounds and uniqueness.
-4. **1x1 convolutions.** With kernel 1 and stride 1 spconv takes a shortcut,
-   ``features @ weight.view(in, out)``, although the weight is stored ``[out, 1, 1, in]``: silently
-   not the convolution the weight describes (unless ``in`` or ``out`` is 1). The convolutions here
-   turn the shortcut off.
-5. **Max-pooling.** spconv's max-pool starts its running maximum at 0, so it returns
-   ``max(0, window)``: an all-negative window yields 0. That is harmless after a ReLU (the only way
-   the networks here use it, ``nonnegative_input=True``); :class:`SparseMaxPool2d` is exact for
-   signed inputs by default.
-6. **Densifying.** ``SparseConvTensor.dense()`` indexes with a list of tensors, which torch 2.13
-   deprecates with a ``UserWarning`` ("will be interpreted as tensor index ... error or a different
-   result"); :func:`to_dense` uses tuple indexing instead.
-7. **Threads.** The CPU-only 2.3.8 wheel races in its CPU scatter-add; with this wheel 1-thread and
-   2-thread results are bitwise equal for conv, submanifold conv and max-pool, forward and backward.
-   torch's own CPU scatter with colliding indices (``scatter_reduce``, indexing backward) is not,
-   so the exact max-pool scatters one kernel offset (a collision-free map) at a time.
-
-Rulebooks. A convolution or pooling first builds its *rulebook* ("indice pairs": for each kernel
-offset, the (input row, output row) pairs it connects) with ``spconv.pytorch.ops.get_indice_pairs``,
-a large share of a step's time. A ``SparseConvTensor`` carries the rulebooks built so far in
-``indice_dict`` (``indice_key`` -> ``IndiceData``), copied into every layer's output. spconv itself
-reuses a stored key only for submanifold convolutions (and inverse convolutions, which run their
-convolution's rulebook backwards); its strided convolution refuses a key that exists and its
-max-pool rebuilds its pairs and refuses any stored key. Here :class:`SparseConv2d` and
-:class:`SparseMaxPool2d` (both paths) take an ``indice_key`` too: the first layer with that key
-builds and stores the rulebook, later ones with the same kernel, stride, padding, dilation, grid and
-input sites reuse it (a mismatch raises ``ValueError``), and the stored ``IndiceData`` is the one
-spconv's inverse convolution reads. :class:`Concat` merges the ``indice_dict`` of all its branches,
-so a rulebook built inside a branch serves the layers after it.
-
-Layout: features are ``[N, C]``; spconv conv weights are ``[out, kh, kw, in]`` (inverse conv
-``[out, kh, kw, in]`` too); :meth:`dense_weight` returns the ``torch.nn.functional`` layout.
-"""
+"""spconv layers with their pitfalls fixed (2, 4, 5, 7 of :mod:`sparsenet.spconv_compat`) and rulebook reuse."""
 
 from __future__ import annotations
 
-import logging
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-with warnings.catch_warnings():
-    # spconv decorates its autograd functions with the deprecated torch.cuda.amp.custom_fwd/bwd
-    # (FutureWarning); its build helper ccimport calls locale.getdefaultlocale (DeprecationWarning).
-    warnings.simplefilter("ignore", FutureWarning)
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import spconv.pytorch as spconv
-    from spconv.pytorch import functional as spconv_functional
-    from spconv.pytorch import ops as spconv_ops
-    from spconv.pytorch.core import IndiceData
-
-
-class _DropFxTracingNotice(logging.Filter):
-    """Drops torch's one-off "is_fx_tracing will return true ..." notice that every
-    ``SparseConvTensor`` construction triggers (spconv's tensor class is fx-proxyable)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("is_fx_tracing will return true")
-
-
-logging.getLogger("torch.fx._symbolic_trace").addFilter(_DropFxTracingNotice())
-
-ALGO = spconv.ConvAlgo.Native
-"""The algorithm of every spconv layer built here (pitfall 1)."""
-
-SparseConvTensor = spconv.SparseConvTensor
-SparseSequential = spconv.SparseSequential
-SparseModule = spconv.SparseModule
-
-
-def to_sparse_tensor(
-    features: Tensor, coords: Tensor, spatial_shape: Sequence[int], batch_size: int
-) -> SparseConvTensor:
-    """Builds a validated 2-D ``SparseConvTensor``; the only way sparse inputs enter a network.
-
-    Args:
-        features: ``[N, C]`` floating point, one row per active site.
-        coords: ``[N, 3]`` integer ``(batch, y, x)``; any integer dtype, converted to contiguous
-            int32 on ``features.device``.
-        spatial_shape: ``(H, W)`` of the grid.
-        batch_size: number of samples ``B``; batch indices must lie in ``[0, B)``.
-
-    Returns:
-        ``SparseConvTensor`` with ``features [N, C]``, ``indices [N, 3]`` int32, ``spatial_shape
-        [H, W]``, ``batch_size B``.
-
-    Raises:
-        ValueError: wrong rank, dtype or length; coordinates outside the grid or the batch;
-            duplicate sites (each message states what was expected and what was found).
-    """
-    if features.ndim != 2 or not features.is_floating_point():
-        raise ValueError(
-            f"features must be a floating point [N, C] tensor; got {features.dtype} {list(features.shape)}"
-        )
-    if coords.ndim != 2 or coords.shape[1] != 3 or coords.is_floating_point() or coords.is_complex():
-        raise ValueError(
-            f"coords must be an integer [N, 3] tensor of (batch, y, x); got {coords.dtype} {list(coords.shape)}"
-        )
-    if coords.shape[0] != features.shape[0]:
-        raise ValueError(
-            f"coords has {coords.shape[0]} rows but features has {features.shape[0]}; they must describe the same sites"
-        )
-    shape = [int(s) for s in spatial_shape]
-    if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"spatial_shape must be two positive sizes (H, W); got {list(spatial_shape)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    coords64 = coords.to(torch.int64)
-    upper = torch.tensor([batch_size, *shape], device=coords.device)
-    outside = ((coords64 < 0) | (coords64 >= upper)).any(dim=1)
-    if bool(outside.any()):
-        row = int(outside.nonzero()[0, 0])
-        raise ValueError(
-            f"{int(outside.sum())} coords lie outside batch [0, {batch_size}) x grid "
-            f"{shape[0]}x{shape[1]}; first: row {row} = {coords64[row].tolist()}"
-        )
-    keys = (coords64[:, 0] * shape[0] + coords64[:, 1]) * shape[1] + coords64[:, 2]
-    unique_keys, counts = torch.unique(keys, return_counts=True)
-    if unique_keys.numel() != keys.numel():
-        first = int(unique_keys[counts > 1][0])
-        raise ValueError(
-            f"{keys.numel() - unique_keys.numel()} duplicate sites in coords (spconv would "
-            f"silently give each copy a different result); first duplicate (batch, y, x) = "
-            f"{[first // (shape[0] * shape[1]), first // shape[1] % shape[0], first % shape[1]]}; "
-            "merge duplicate sites before batching"
-        )
-    indices = coords.to(device=features.device, dtype=torch.int32).contiguous()
-    return SparseConvTensor(features.contiguous(), indices, shape, batch_size)
-
-
-def to_dense(x: SparseConvTensor) -> Tensor:
-    """``[B, C, H, W]`` with the features at the active sites and zeros elsewhere (differentiable)."""
-    batch, row, col = x.indices.to(device=x.features.device, dtype=torch.int64).unbind(1)
-    grid = x.features.new_zeros(x.batch_size, *x.spatial_shape, x.features.shape[1])
-    return grid.index_put((batch, row, col), x.features).permute(0, 3, 1, 2)
+from sparsenet.spconv_compat._tensor import (
+    ALGO,
+    IndiceData,
+    SparseConvTensor,
+    SparseModule,
+    spconv,
+    spconv_functional,
+    spconv_ops,
+)
 
 
 def _rulebook_text(
