@@ -31,8 +31,11 @@ preprocess: setup
 	$(foreach s,$(PREPROCESS_MASKED_MNIST),$(SN) preprocess masked --dataset mnist --sparsity $(s) --out $(DATA)/masked-mnist-$(s) && ) true
 	$(SN) preprocess masked --dataset caltech101 --sparsity 0.5 --out $(DATA)/masked-caltech101-0.5
 
+# ruff (lint + format check, configured in pyproject.toml) and duplicates (a workplace tool, where installed).
 lint: setup
-	duplicates --most 20
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@if command -v duplicates >/dev/null; then duplicates --most 20; else echo "duplicates: not installed here, skipped"; fi
 
 # --- training ---------------------------------------------------------------------------
 # Headline numbers come from the final checkpoint.pt: best.pt is picked on the test set, so its

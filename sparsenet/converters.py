@@ -19,8 +19,7 @@ converter has one, turns one raw file into a :class:`~sparsenet.shards.Sample` e
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path

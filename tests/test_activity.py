@@ -35,7 +35,7 @@ def test_draw_activity_writes_one_panel_per_layer(tmp_path: Path) -> None:
 
 
 def test_record_activity_refuses_dense_networks_and_missing_samples() -> None:
-    with pytest.raises(ValueError, match="not a sparse network"):
+    with pytest.raises(ValueError, match="activity needs a sparse network"):
         record_activity(models.build("deepcnet-dense"), cross(96, 1))
     with pytest.raises(ValueError, match="sample 1 is not in a batch of 1"):
         record_activity(models.build("deepcnet"), cross(96, 1), sample=1)
