@@ -271,11 +271,7 @@ def apply_affine_batch(
 
 
 def apply_affine(
-    sample: Sample,
-    a: np.ndarray,
-    t: np.ndarray,
-    field: tuple[int, int],
-    directions: tuple[tuple[int, int], ...] = (),
+    sample: Sample, a: np.ndarray, t: np.ndarray, field: tuple[int, int], directions: tuple[tuple[int, int], ...] = ()
 ) -> Sample:
     """Move ``sample`` through ``p -> a (p - c) + c + t`` onto ``field`` (H, W): :func:`apply_affine_batch` of one.
 
@@ -325,10 +321,7 @@ class FieldTransform:
 
 
 def field_transform(
-    shard_shape: tuple[int, int],
-    field: tuple[int, int],
-    feature_names: tuple[str, ...],
-    augment: str = "none",
+    shard_shape: tuple[int, int], field: tuple[int, int], feature_names: tuple[str, ...], augment: str = "none"
 ) -> FieldTransform:
     """The transform that moves samples of a ``shard_shape`` field into ``field`` and augments them.
 

@@ -44,15 +44,9 @@ class VggSpec:
 
 SPECS: dict[str, VggSpec] = {
     # VGGplus, Assamese handwriting: field 95 (95→47→23→11→5→1).
-    "plus": VggSpec(
-        layers=(8, 8, "MP", 16, 16, "MP", (16, 8), (16, 8), "MP", (24, 8), (24, 8), "MP"),
-        head=(5, 1, 64),
-    ),
+    "plus": VggSpec(layers=(8, 8, "MP", 16, 16, "MP", (16, 8), (16, 8), "MP", (24, 8), (24, 8), "MP"), head=(5, 1, 64)),
     # VGG-C, Chinese handwriting: field 63 (63→31→15→7→3→1).
-    "plain": VggSpec(
-        layers=(16, 16, "MP", 32, 32, "MP", 48, 48, "MP", 64, 64, "MP", 96, 96),
-        head=(3, 2, 128),
-    ),
+    "plain": VggSpec(layers=(16, 16, "MP", 32, 32, "MP", 48, 48, "MP", 64, 64, "MP", 96, 96), head=(3, 2, 128)),
 }
 
 

@@ -47,13 +47,7 @@ Layout: features are ``[N, C]``; spconv conv weights are ``[out, kh, kw, in]`` (
 ``[out, kh, kw, in]`` too); :meth:`dense_weight` returns the ``torch.nn.functional`` layout.
 """
 
-from sparsenet.spconv_compat._layers import (
-    Concat,
-    SparseConv2d,
-    SparseInverseConv2d,
-    SparseMaxPool2d,
-    SubMConv2d,
-)
+from sparsenet.spconv_compat._layers import Concat, SparseConv2d, SparseInverseConv2d, SparseMaxPool2d, SubMConv2d
 from sparsenet.spconv_compat._tensor import (
     ALGO,
     SparseConvTensor,

@@ -170,14 +170,7 @@ class SparseConv2d(_BiasedConv):
         indice_key: str | None = None,
     ) -> None:
         conv = spconv.SparseConv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            bias=False,
-            indice_key=indice_key,
-            algo=ALGO,
+            in_channels, out_channels, kernel_size, stride, padding, bias=False, indice_key=indice_key, algo=ALGO
         )
         super().__init__(conv, bias)
 
@@ -204,24 +197,11 @@ class SubMConv2d(_BiasedConv):
     (equals ``conv2d(padding=kernel_size // 2)`` of the zero-filled input there)."""
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        *,
-        bias: bool = True,
-        indice_key: str | None = None,
+        self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True, indice_key: str | None = None
     ) -> None:
         if kernel_size % 2 == 0:
             raise ValueError(f"a submanifold convolution needs an odd kernel_size; got {kernel_size}")
-        conv = spconv.SubMConv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            bias=False,
-            indice_key=indice_key,
-            algo=ALGO,
-        )
+        conv = spconv.SubMConv2d(in_channels, out_channels, kernel_size, bias=False, indice_key=indice_key, algo=ALGO)
         super().__init__(conv, bias)
 
 
@@ -230,21 +210,10 @@ class SparseInverseConv2d(_BiasedConv):
     output sites back to exactly its input sites (``torch.nn.ConvTranspose2d`` twin)."""
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        *,
-        indice_key: str,
-        bias: bool = True,
+        self, in_channels: int, out_channels: int, kernel_size: int, *, indice_key: str, bias: bool = True
     ) -> None:
         conv = spconv.SparseInverseConv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            bias=False,
-            indice_key=indice_key,
-            algo=ALGO,
+            in_channels, out_channels, kernel_size, bias=False, indice_key=indice_key, algo=ALGO
         )
         super().__init__(conv, bias)
 
@@ -291,10 +260,7 @@ class SparseMaxPool2d(SparseModule):
         device, outputs = x.features.device, rulebook.out_indices.shape[0]
         if self.nonnegative_input:
             features = spconv_functional.indice_maxpool(
-                x.features.contiguous(),
-                rulebook.indice_pairs.to(device),
-                rulebook.indice_pair_num.to(device),
-                outputs,
+                x.features.contiguous(), rulebook.indice_pairs.to(device), rulebook.indice_pair_num.to(device), outputs
             )
             return _on_rulebook_outputs(x, features, rulebook, indice_dict)
         pairs = rulebook.indice_pairs.long().to(device)

@@ -50,11 +50,7 @@ def test_plain_vgg_parameter_count_by_hand() -> None:
 
 
 @pytest.mark.parametrize(
-    "name,field,sizes",
-    [
-        ("vgg", 95, [95, 47, 23, 11, 5, 1]),
-        ("vgg-plain", 63, [63, 31, 15, 7, 3, 1]),
-    ],
+    "name,field,sizes", [("vgg", 95, [95, 47, 23, 11, 5, 1]), ("vgg-plain", 63, [63, 31, 15, 7, 3, 1])]
 )
 def test_field_sizes_and_output_shape(sample, name: str, field: int, sizes: list[int]) -> None:
     model = models.build(name, in_channels=2, num_classes=11)
