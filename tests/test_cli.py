@@ -28,7 +28,7 @@ def test_help_reads_well(path):
     command = main
     for name in path:
         command = command.commands[name]
-    assert command.help
+    assert command.help and command.short_help, f"{' '.join(path) or 'main'} needs a help text and a short help line"
     for param in command.params:
         if isinstance(param, click.Option) and param.name not in ("help", "version"):
             assert param.help, f"{' '.join(path)} {param.opts[0]} has no help"
@@ -139,3 +139,40 @@ def test_activity_refuses_a_dense_network(tmp_path):
         writer.add(np.array([[3, 4]]), np.ones((1, 1)), 0, "a")
     result = run("activity", "--data", tmp_path / "split", "--model", "deepcnet-dense", "--model-arg", "l=3")
     assert result.exit_code != 0 and "needs a sparse network" in result.output
+
+
+def test_a_library_error_is_one_line_and_a_bug_is_a_traceback(monkeypatch, tmp_path):
+    """SparsenetError -> `Error: ...`, exit 1; any other exception propagates (CliRunner keeps it)."""
+    from sparsenet import summary
+    from sparsenet.errors import ShardError
+
+    monkeypatch.setattr(summary, "summarize", lambda path: (_ for _ in ()).throw(ShardError(path, "bad shard")))
+    result = run("inspect", tmp_path)
+    assert result.exit_code == 1 and result.output == f"Error: {tmp_path}: bad shard\n"
+    monkeypatch.setattr(summary, "summarize", lambda path: (_ for _ in ()).throw(KeyError("a bug")))
+    result = run("inspect", tmp_path)
+    assert isinstance(result.exception, KeyError) and "Error:" not in result.output
+    monkeypatch.setattr(summary, "summarize", lambda path: (_ for _ in ()).throw(ValueError("also a bug")))
+    assert isinstance(run("inspect", tmp_path).exception, ValueError)
+
+
+def test_choices_come_from_the_library():
+    """--optimizer, --lr-schedule, --augment, --device, --model and the converters' options list what the
+    library accepts, so adding one there needs no CLI edit."""
+    from sparsenet import augment, config
+    from sparsenet.converters import get_converter
+    from sparsenet.models import list_models
+
+    def choices(path, option):
+        command = main
+        for name in path:
+            command = command.commands[name]
+        return tuple(next(p for p in command.params if p.name == option).type.choices)
+
+    assert choices(["train"], "optimizer") == config.OPTIMIZERS
+    assert choices(["train"], "lr_schedule") == config.SCHEDULES
+    assert choices(["train"], "augment") == tuple(augment.AUGMENTATIONS)
+    assert choices(["train"], "device") == choices(["eval"], "device") == config.DEVICES
+    assert choices(["train"], "model") == tuple(list_models())
+    assert choices(["preprocess", "assamese"], "encoding") == get_converter("assamese").choices["encoding"]
+    assert choices(["preprocess", "masked"], "dataset") == get_converter("masked").choices["dataset"]
