@@ -709,8 +709,8 @@ def bench(quick, out, data, raw, threads) -> None:
     """
     import os
 
-    from sparsenet.bench import run_bench
-    from sparsenet.bench_data import Workspace
+    from sparsenet.bench.data import Workspace
+    from sparsenet.bench.runner import run_bench
     from sparsenet.sources import ENV_VAR
 
     out = out or Path("runs/bench-quick/BENCHMARKS.md" if quick else "docs/BENCHMARKS.md")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sparsenet.bench.synthetic import idx_bytes as _idx
 from sparsenet.shards import ShardMeta, ShardWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,12 +71,6 @@ def assamese_tree(tmp_path: Path) -> Path:
             )
     (root / "W2" / "1.1.txt").write_bytes((root / "W1" / "1.1.txt").read_bytes())
     return root
-
-
-def _idx(array: np.ndarray) -> bytes:
-    code = {np.dtype(np.uint8): 0x08}[array.dtype]
-    header = bytes([0, 0, code, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
-    return header + array.tobytes()
 
 
 @pytest.fixture

@@ -2,10 +2,12 @@
 
 Class c is a straight line along ``STEPS[c]``; networks tell the classes apart within a few epochs.
 
-* :func:`write_stroke_files` fabricates raw Assamese stroke files (``W<w>/<c>.<w>.txt``) for
-  ``preprocess.assamese.convert`` and ``predict``;
+* :func:`write_stroke_files` and :func:`digit_images` come from the library's one generator of
+  synthetic raw data, :mod:`sparsenet.bench.synthetic` (``sparsenet bench --quick`` uses it too):
+  raw Assamese stroke files (``W<w>/<c>.<w>.txt``) for ``preprocess.assamese.convert`` and
+  ``predict``, and small grey line images;
 * :func:`write_digit_shards` writes MNIST-style shards (``converter="mnist"``, pixels
-  of small grey images placed in a larger field) and keeps the images for ``predict``;
+  of :func:`digit_images` placed in a larger field) and keeps the images for ``predict``;
 * :func:`characters` draws handwriting-like samples (random curved pen strokes) with the
   Assamese converter's rasteriser, for augmentation tests.
 """
@@ -18,47 +20,10 @@ import numpy as np
 
 from preprocess.images import add_pixel_samples
 from preprocess.strokes import render
+from sparsenet.bench.synthetic import CLASS_NAMES, STEPS, digit_images, write_stroke_files
 from sparsenet.shards import Sample, ShardMeta, ShardWriter
 
-STEPS = ((0, 1), (1, 0), (1, 1))  # (dy, dx) of each class: horizontal, vertical, diagonal
-
-
-def _line(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
-    """Points (y, x) of a line of class ``label`` inside a ``size`` x ``size`` box."""
-    step = np.array(STEPS[label])
-    length = int(rng.integers(size // 2, size - 1))
-    start = rng.integers(0, size - length, size=2)
-    return start + np.arange(length)[:, None] * step
-
-
-def write_stroke_files(raw: Path, *, writers: int = 12, seed: int = 0) -> Path:
-    """Stroke files for writers 1..``writers`` and classes 1..3 in the Assamese dataset's format."""
-    rng = np.random.default_rng(seed)
-    for writer in range(1, writers + 1):
-        folder = raw / f"W{writer}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for label in range(len(STEPS)):
-            points = _line(rng, label, 20) * 40 + 1000
-            points += rng.integers(-8, 9, size=points.shape)  # a hand's wobble, in tablet units
-            rows = "".join(f"{x}        {y}        1        1\r\n" for y, x in points)
-            name = f"C{label + 1}"
-            header = (
-                f"CHARACTER_NAME: {name}\r\nSTROKE_COUNT: 1\r\n  X           Y   STYLUS_STATE STROKE\r\nPEN_DOWN\r\n"
-            )
-            text = f"{header}{rows}PEN_UP                  0\r\nEND_CHARACTER: {name}\r\n"
-            (folder / f"{label + 1}.{writer}.txt").write_text(text)
-    return raw
-
-
-def digit_images(count: int, *, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 images [count, size, size], labels [count]): light lines on black."""
-    rng = np.random.default_rng(seed)
-    images = np.zeros((count, size, size), dtype=np.uint8)
-    labels = np.arange(count) % len(STEPS)
-    for image, label in zip(images, labels):
-        y, x = _line(rng, label, size).T
-        image[y, x] = rng.integers(120, 256, size=len(y))
-    return images, labels
+__all__ = ["STEPS", "characters", "digit_images", "write_digit_shards", "write_stroke_files"]
 
 
 def write_digit_shards(
@@ -70,7 +35,7 @@ def write_digit_shards(
         spatial_shape=(field, field),
         num_classes=len(STEPS),
         feature_names=("intensity",),
-        class_names=("horizontal", "vertical", "diagonal"),
+        class_names=CLASS_NAMES,
         source="synthetic",
         converter="mnist",
         dataset="mnist",

@@ -1,39 +1,29 @@
 """Case 6 of ``sparsenet bench``: data-parallel training, ``--procs auto`` against ``--procs 1`` (issue 7).
 
-The ``sparsenet train`` command, each run in a fresh process as a user starts it (so ``--procs 1``
-gets torch's default threads and a clean interpreter, not the benchmark's), runs the ``make train-assamese`` recipe (sparse VGG, ``affine``
-augmentation, batch 100) on the full Assamese training shards with the default ``--procs auto``,
-with ``--procs auto --sync-batchnorm`` and with ``--procs 1``, each for ``parallel_epochs``
-epochs; the three take turns ``parallel_rounds`` times. A rate is an epoch's ``samples_per_s`` as ``metrics.jsonl``
-records it (the first epoch of every run is left out: it also reads the shards from disk), the
-speed-up is taken round by round (ratio of the rounds' median rates), and the profile is rank 0's
-seconds per epoch in each stage (training's own stopwatch, ``profile`` in ``metrics.jsonl``).
+The ``sparsenet train`` command runs the ``make train-assamese`` recipe (sparse VGG, ``affine``
+augmentation, batch 100) on the full Assamese training shards, each run in a fresh process as a
+user starts it (so ``--procs 1`` gets torch's default threads and a clean interpreter, not the
+benchmark's): with the default ``--procs auto``, with ``--procs auto --sync-batchnorm`` and with
+``--procs 1``, each for ``parallel_epochs`` epochs; the three take turns ``parallel_rounds`` times.
+A rate is an epoch's ``samples_per_s`` as ``metrics.jsonl`` records it (the first epoch of every
+run is left out: it also reads the shards from disk), the speed-up is taken round by round (ratio
+of the rounds' median rates), and the profile is rank 0's seconds per epoch in each stage
+(training's own stopwatch, ``profile`` in ``metrics.jsonl``).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sparsenet.bench import Settings, Stats
-from sparsenet.bench_data import Workspace
-
-
-@dataclass(frozen=True)
-class ParallelResult:
-    """One ``--procs`` setting of case 6."""
-
-    label: str
-    procs: int  # processes the setting resolved to
-    rate: Stats  # samples/s of the timed epochs
-    speedup: Stats | None  # against --procs 1, round by round (None for --procs 1 itself)
-    profile: dict[str, float]  # seconds per epoch per stage, rank 0, mean over the timed epochs
-    test_error: float  # after the last epoch of the last round
-
+from sparsenet.bench.common import Settings, Stats
+from sparsenet.bench.data import Workspace
+from sparsenet.bench.results import ParallelResult
+from sparsenet.checkpoint import load
+from sparsenet.runs import CHECKPOINT
 
 SETTINGS: dict[str, list[str]] = {  # label -> sparsenet train options
     "--procs auto (default)": ["--procs", "auto"],
@@ -41,34 +31,21 @@ SETTINGS: dict[str, list[str]] = {  # label -> sparsenet train options
     "--procs 1": ["--procs", "1"],
 }
 BASELINE = "--procs 1"
+CLI = "from sparsenet.cli import main; main()"  # the command line, in a fresh interpreter
 
 
 def _run(workspace: Workspace, settings: Settings, options: list[str], out: Path) -> list[dict]:
     """``sparsenet train`` of the Assamese recipe with ``options`` for ``settings.parallel_epochs`` epochs
     into ``out``, in a new process; its metrics rows. A failed run raises ``RuntimeError`` with its output."""
-    from sparsenet.checkpoint import load
-
-    command = [
-        sys.executable,
-        "-c",
-        "from sparsenet.cli import main; main()",
-        "train",
-        "--data",
-        str(workspace.shards("assamese")),
-        "--out",
-        str(out),
-        "--epochs",
-        str(settings.parallel_epochs),
-        "--seed",
-        str(settings.seed),
-        *options,
-    ]
+    data, epochs, seed = str(workspace.shards("assamese")), str(settings.parallel_epochs), str(settings.seed)
+    train = ["train", "--data", data, "--out", str(out), "--epochs", epochs, "--seed", seed, *options]
+    command = [sys.executable, "-c", CLI, *train]
     if settings.quick:
         command += ["--batch-size", str(settings.batch_size)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command[3:])} failed:\n{done.stderr[-2000:]}")
-    return load(out / "checkpoint.pt").history
+    return load(out / CHECKPOINT).history
 
 
 def bench_parallel(workspace: Workspace, settings: Settings, scratch: Path) -> list[ParallelResult]:

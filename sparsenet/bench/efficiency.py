@@ -17,50 +17,15 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from sparsenet import spconv_compat as sc
-from sparsenet.bench import STEP_CASES, Settings, Stats, build, interleaved
-from sparsenet.bench_data import Workspace
-
-
-@dataclass(frozen=True)
-class LayerEfficiency:
-    """One convolution: its size, useful multiply-adds and seconds, and ``torch.mm``'s seconds for the same work."""
-
-    name: str
-    kind: str
-    channels: list[int]  # C_in, C_out
-    kernel: int
-    sites: list[int]  # active input sites, output sites (whole batch)
-    macs: int
-    seconds: Stats
-    mm_seconds: Stats
-
-
-@dataclass(frozen=True)
-class EfficiencyResult:
-    """All sparse convolutions of one network on one batch, and its whole forward pass."""
-
-    label: str
-    batch_size: int
-    forward: Stats
-    layers: list[LayerEfficiency]
-
-    @property
-    def macs(self) -> int:
-        return sum(layer.macs for layer in self.layers)
-
-    @property
-    def conv_seconds(self) -> float:
-        return sum(layer.seconds.median for layer in self.layers)
-
-    @property
-    def mm_seconds(self) -> float:
-        return sum(layer.mm_seconds.median for layer in self.layers)
+from sparsenet.bench.common import Settings, Stats, interleaved
+from sparsenet.bench.data import Workspace
+from sparsenet.bench.nets import STEP_CASES, build
+from sparsenet.bench.results import EfficiencyResult, LayerEfficiency
 
 
 def offset_pairs(
@@ -148,7 +113,8 @@ def _mm_job(counts: list[int], cin: int, cout: int) -> Callable[[], list[Tensor]
 def measure_network(
     label: str, network: torch.nn.Module, x: sc.SparseConvTensor, settings: Settings
 ) -> EfficiencyResult:
-    """Time every convolution of ``network`` on ``x`` (``settings.repeats`` forward passes) and torch.mm on its matrices."""
+    """Time every convolution of ``network`` on ``x`` (``settings.repeats`` forward passes), and
+    ``torch.mm`` on the same matrices."""
     recorder = _Recorder(network)
     try:
         forward = interleaved({"forward": lambda: network(x)}, settings.repeats, settings.warmup)["forward"]

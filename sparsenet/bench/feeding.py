@@ -9,40 +9,36 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sparsenet.bench import Settings, Stats, build, interleaved, ratios, sgd, step_fn, torch_threads
-from sparsenet.bench_data import Workspace
-from sparsenet.config import TRAIN_SPLIT
+from sparsenet.bench.common import Settings, Stats, interleaved, ratios, torch_threads
+from sparsenet.bench.data import Workspace
+from sparsenet.bench.nets import build, sgd, step_fn
+from sparsenet.bench.results import LoadingResult, PipelineResult
+from sparsenet.config import TRAIN_SPLIT, TrainConfig
+from sparsenet.distributed import Rank
+from sparsenet.epoch import EpochContext, epoch_batches, train_epoch
 from sparsenet.pipeline import dataset, loader
 from sparsenet.shards import ShardReader
 
 # --- case 3: pipeline overhead ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PipelineResult:
-    """The training loop (sparsenet.train) against the bare step on the same, pre-built batches."""
+def _loop(context: EpochContext, batches: list[list[int]], profiles: list[dict[str, float]]) -> Callable[[], None]:
+    """One pass of training's epoch loop over ``batches`` (index lists); appends its profile to ``profiles``."""
 
-    label: str
-    workers: int
-    samples: int
-    loop: Stats  # samples/s
-    bare: Stats  # samples/s
-    fraction: Stats  # loop rate / bare rate, repeat by repeat
-    profile: dict[str, float]  # seconds per loop pass spent per stage (train's stopwatch), mean over repeats
+    def loop() -> None:
+        profiles.append(train_epoch(context, batches, "bench")[1])
+
+    return loop
 
 
 def bench_pipeline(workspace: Workspace, settings: Settings) -> list[PipelineResult]:
     """Case 3 on the Assamese VGG with ``affine`` augmentation (the ``make train-assamese`` recipe)."""
-    from sparsenet.config import TrainConfig
-    from sparsenet.distributed import Rank
-    from sparsenet.epoch import EpochContext, epoch_batches, train_epoch
-
     reader = ShardReader(workspace.shards("assamese") / TRAIN_SPLIT)
     network = build("vgg", len(reader.meta.feature_names), reader.meta.num_classes, settings.seed)
     train_set = dataset(reader, network.input_size(), "affine", settings.seed)
@@ -54,16 +50,12 @@ def bench_pipeline(workspace: Workspace, settings: Settings) -> list[PipelineRes
     results = []
     for workers in settings.pipeline_workers:
         profiles: list[dict[str, float]] = []
-
         config = TrainConfig(data="", out="", model="vgg", loader_workers=workers)
         context = EpochContext(
             config, Rank(), network, network, optimizer, train_set, train_set, [], torch.device("cpu")
         )
-
-        def loop() -> None:
-            profiles.append(train_epoch(context, batches, "bench")[1])
-
-        seconds = interleaved({"loop": loop, "bare": lambda: [step() for step in steps]}, settings.pipeline_repeats, 1)
+        jobs = {"loop": _loop(context, batches, profiles), "bare": lambda: [step() for step in steps]}
+        seconds = interleaved(jobs, settings.pipeline_repeats, 1)
         timed = profiles[1:]  # without the warm-up pass
         profile = {stage: float(np.mean([p.get(stage, 0.0) for p in timed])) for stage in timed[0]}
         label = f"training loop, --loader-workers {workers}" + (" (default)" if workers == 0 else "")
@@ -84,26 +76,12 @@ def bench_pipeline(workspace: Workspace, settings: Settings) -> list[PipelineRes
 # --- case 4: preprocessing and loading --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LoadingResult:
-    """Seconds of one raw -> shards conversion, or samples/s of reading + collating a split."""
-
-    label: str
-    samples: int
-    seconds: Stats | None = None
-    rate: Stats | None = None  # samples/s
-    target: str = ""
-    met: bool | None = None
-
-
 CONVERSION_TARGETS = {"assamese": 10.0, "mnist": 20.0}  # seconds for the whole dataset (issue 5)
 LOADER_TARGET = 20_000.0  # samples/s on one core (issue 5)
 
 
 def _read_split(reader: ShardReader, batch_size: int, seed: int) -> int:
     """One shuffled pass over ``reader`` through training's DataLoader and collate; returns the samples read."""
-    from sparsenet.epoch import epoch_batches
-
     data = dataset(reader, reader.meta.spatial_shape)
     return sum(batch.batch_size for batch in loader(data, epoch_batches(len(data), batch_size, seed, 0)))
 
