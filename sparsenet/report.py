@@ -9,10 +9,9 @@ error would select on the test set.
 
 ``cross_report(root, datasets)`` tests the paper's invariance claim: every run's final
 checkpoint is evaluated on the test split of every dataset in ``datasets`` (e.g. masked MNIST at
-each sparsity), giving ``cross.json`` (every evaluation), ``cross.md`` (one table per network: rows the training
-sparsity, columns
-the test sparsity) and ``cross.png`` (test error against test sparsity, one line per training
-sparsity).
+each sparsity), giving ``cross.json`` (every evaluation), ``cross.md`` (one table per network: rows
+the training sparsity, columns the test sparsity) and ``cross.png`` (test error against test
+sparsity, one line per training sparsity).
 """
 
 from __future__ import annotations
