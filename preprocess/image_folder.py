@@ -137,7 +137,7 @@ def convert(
     *,
     split: str = "auto",
     split_file: str | os.PathLike | None = None,
-    test_fraction: float = 0.2,
+    test_fraction: float | None = None,
     seed: int = 0,
     channels: str = "grey",
     background: str | float | Sequence[float] = "auto",

@@ -254,7 +254,7 @@ def convert(
     *,
     split: str = "auto",
     split_file: str | os.PathLike | None = None,
-    test_fraction: float = 0.2,
+    test_fraction: float | None = None,
     seed: int = 0,
     scale: float = 64,
     field: int = 95,

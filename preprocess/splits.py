@@ -7,15 +7,17 @@ folder is left out of the names (:func:`corpus_names`).
 
 Files are assigned to splits by one of four rules (:func:`assign_splits`):
 
-- ``folders``: the top folder of every file is its split: ``train/``, ``val/`` or ``test/``;
+- ``folder``: the top folder of every file is its split: ``train/``, ``val/`` or ``test/``;
 - ``list``: a split file of lines ``relative/path<TAB>split`` (or the path, spaces, the
   split: the last word is the split); blank lines and ``#`` comments are ignored. Files it
   does not list are left out and reported; a listed file that does not exist is an error;
 - ``fraction``: within each folder, a seeded shuffle of its files sends
   ``round(test_fraction * n)`` of them to ``test/``, the rest to ``train/`` (stratified by
   class when classes are folders; whole files, so the samples of one file stay together);
-- ``auto``: ``list`` when a split file is given, else ``folders`` when every file lies in
-  a top ``train/``, ``val/`` or ``test/`` folder and ``train/`` is one of them, else ``fraction``.
+  the test fraction is 0.2 unless given;
+- ``auto``: ``list`` when a split file is given, ``fraction`` when a test fraction is given,
+  else ``folder`` when every file lies in a top ``train/``, ``val/`` or ``test/`` folder and
+  ``train/`` is one of them, else ``fraction``.
 
 :func:`write_splits` is the one place the converters' output is written.
 """
@@ -36,7 +38,8 @@ from sparsenet.errors import ConfigError, RawDataError
 from sparsenet.shards import Sample, ShardMeta, ShardWriter
 
 SPLIT_FOLDERS = ("train", "val", "test")
-SPLIT_MODES = ("auto", "folders", "list", "fraction")
+SPLIT_MODES = ("auto", "folder", "list", "fraction")
+DEFAULT_TEST_FRACTION = 0.2
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -51,26 +54,33 @@ def corpus_names(source: str | os.PathLike, names: Iterable[str]) -> dict[str, s
     return relative
 
 
-def within_split(name: str, mode: str) -> str:
-    """The part of ``name`` below its split folder (``mode="folders"``), else ``name`` itself."""
-    return name.split("/", 1)[1] if mode == "folders" else name
+def within_split(name: str) -> str:
+    """The part of ``name`` below its top ``train/``, ``val/`` or ``test/`` folder, if it is in one, whatever the
+    split rule (so classes are never named after split folders), else ``name`` itself."""
+    top, _, rest = name.partition("/")
+    return rest if rest and top in SPLIT_FOLDERS else name
 
 
-def resolve_mode(names: Sequence[str], mode: str, split_file: str | os.PathLike | None) -> str:
-    """The rule ``auto`` stands for with these corpus names (see the module docstring); others pass through."""
+def resolve_mode(
+    names: Sequence[str], mode: str, split_file: str | os.PathLike | None, test_fraction: float | None = None
+) -> str:
+    """The rule ``auto`` stands for with these corpus names and options (module docstring); others pass through."""
     if mode not in SPLIT_MODES:
         raise ConfigError(f"unknown split rule {mode!r}; expected one of {', '.join(SPLIT_MODES)}")
     if mode == "list" and split_file is None:
         raise ConfigError("the split rule 'list' needs a split file (--split-file)")
-    if split_file is not None and mode not in ("auto", "list"):
-        raise ConfigError(f"a split file goes with the split rule 'list', not {mode!r}")
+    for option, value, rule in (("a split file", split_file, "list"), ("a test fraction", test_fraction, "fraction")):
+        if value is not None and mode not in ("auto", rule):
+            raise ConfigError(f"{option} goes with the split rule {rule!r}, not {mode!r}")
+    if split_file is not None and test_fraction is not None:
+        raise ConfigError("give a split file or a test fraction, not both")
     if mode != "auto":
         return mode
     if split_file is not None:
         return "list"
     tops = {n.split("/", 1)[0] for n in names if "/" in n}
     in_folders = all("/" in n for n in names) and tops <= set(SPLIT_FOLDERS)
-    return "folders" if in_folders and "train" in tops else "fraction"
+    return "folder" if in_folders and "train" in tops and test_fraction is None else "fraction"
 
 
 def read_split_file(path: str | os.PathLike) -> dict[str, str]:
@@ -99,17 +109,17 @@ def assign_splits(
     mode: str,
     *,
     split_file: str | os.PathLike | None = None,
-    test_fraction: float = 0.2,
+    test_fraction: float | None = None,
     seed: int = 0,
     source: str | os.PathLike = "",
 ) -> tuple[dict[str, str], list[str]]:
     """Corpus name -> split for the files under the resolved rule ``mode``; and notes on files left out."""
-    if mode == "folders":
+    if mode == "folder":
         outside = [n for n in names if "/" not in n or n.split("/", 1)[0] not in SPLIT_FOLDERS]
         if outside:
             raise RawDataError(
                 f"{posixpath.join(str(source), outside[0])}: not in a {'/, '.join(SPLIT_FOLDERS)}/ folder "
-                "(the split rule is 'folders')"
+                "(the split rule is 'folder')"
             )
         return {n: n.split("/", 1)[0] for n in names}, []
     if mode == "list":
@@ -124,6 +134,7 @@ def assign_splits(
         notes = [f"{len(unlisted)} files not listed in {split_file} (first: {unlisted[0]})"] if unlisted else []
         return {n: listed[n] for n in names if n in listed}, notes
     if mode == "fraction":
+        test_fraction = DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction
         if not 0 < test_fraction < 1:
             raise ConfigError(f"test fraction must be between 0 and 1 (exclusive), got {test_fraction}")
         ordered = sorted(names)
@@ -148,7 +159,7 @@ class Corpus:
     names: dict[str, str]
     mode: str
     split_file: str | os.PathLike | None = None
-    test_fraction: float = 0.2
+    test_fraction: float | None = None
     seed: int = 0
 
     @classmethod
@@ -159,12 +170,12 @@ class Corpus:
         *,
         split: str = "auto",
         split_file: str | os.PathLike | None = None,
-        test_fraction: float = 0.2,
+        test_fraction: float | None = None,
         seed: int = 0,
     ) -> Corpus:
         """The corpus of ``members`` (names from :func:`sparsenet.sources.iter_members`) at ``source``."""
         names = corpus_names(source, members)
-        mode = resolve_mode(list(names.values()), split, split_file)
+        mode = resolve_mode(list(names.values()), split, split_file, test_fraction)
         return cls(str(source), names, mode, split_file, test_fraction, seed)
 
     def where(self, member: str) -> str:
@@ -172,8 +183,8 @@ class Corpus:
         return str(Path(self.source) / member)
 
     def inside(self, member: str) -> str:
-        """The member's corpus name below its split folder (``folders`` rule), else its corpus name."""
-        return within_split(self.names[member], self.mode)
+        """The member's corpus name below its split folder, if any (:func:`within_split`)."""
+        return within_split(self.names[member])
 
     def assign(self) -> tuple[dict[str, str], list[str]]:
         """Corpus name -> split, and notes on files left out (:func:`assign_splits`)."""
@@ -191,7 +202,7 @@ class Corpus:
         """The split rule as recorded in the shards' ``params``."""
         return (
             {"split": self.mode, "seed": self.seed}
-            | ({"test_fraction": self.test_fraction} if self.mode == "fraction" else {})
+            | ({"test_fraction": self.test_fraction or DEFAULT_TEST_FRACTION} if self.mode == "fraction" else {})
             | ({"split_file": str(self.split_file)} if self.mode == "list" else {})
         )
 

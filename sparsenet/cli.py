@@ -232,11 +232,12 @@ def _corpus_options(kind: str, dataset: str) -> Callable[[Command], Command]:
         ),
         click.option(
             "--split",
-            type=click.Choice(["auto", "folders", "list", "fraction"]),
+            type=click.Choice(["auto", "folder", "list", "fraction"]),
             default="auto",
             show_default=True,
-            help="folders: top train/, val/, test/ folders; list: --split-file; fraction: --test-fraction "
-            "of each folder's files; auto: list with --split-file, else folders when train/ is there, else fraction.",
+            help="folder: top train/, val/, test/ folders; list: --split-file; fraction: --test-fraction of each "
+            "folder's files; auto: list with --split-file, fraction with --test-fraction, else folder when there "
+            "is a train/ folder, else fraction.",
         ),
         click.option(
             "--split-file",
@@ -246,9 +247,7 @@ def _corpus_options(kind: str, dataset: str) -> Callable[[Command], Command]:
         click.option(
             "--test-fraction",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
-            default=0.2,
-            show_default=True,
-            help="Share of each folder's files that goes to test/ (split rule fraction).",
+            help="Share of each folder's files that goes to test/ (split rule fraction) [default: 0.2].",
         ),
         click.option(
             "--seed",

@@ -77,7 +77,7 @@ def check_split(folder: Path, written: dict[str, np.ndarray], **site_options) ->
 def test_split_folders_sites_and_labels(tmp_path):
     written = grey_tree(tmp_path / "imgs", {"train": 4, "test": 2})
     summary = image_folder.convert(tmp_path / "imgs", tmp_path / "out")
-    assert summary["split"] == "folders" and summary["samples"] == {"train": 8, "test": 4}
+    assert summary["split"] == "folder" and summary["samples"] == {"train": 8, "test": 4}
     train = check_split(tmp_path / "out" / "train", written)
     check_split(tmp_path / "out" / "test", written)
     assert train.meta.spatial_shape == (14, 18) and train.meta.feature_names == ("grey",)
@@ -267,3 +267,11 @@ def test_a_fraction_that_leaves_a_split_empty_is_refused(tmp_path):
     grey_tree(tmp_path / "imgs", {"": 1})
     with pytest.raises(RawDataError, match="leaves test/ empty"):
         image_folder.convert(tmp_path / "imgs", tmp_path / "out", test_fraction=0.2)
+
+
+def test_a_test_fraction_resplits_a_train_test_layout_keeping_the_classes(tmp_path):
+    written = grey_tree(tmp_path / "imgs", {"train": 4, "test": 1})
+    summary = image_folder.convert(tmp_path / "imgs", tmp_path / "out", test_fraction=0.5)
+    assert summary["split"] == "fraction" and summary["samples"] == {"train": 6, "test": 4}
+    for split in ("train", "test"):
+        check_split(tmp_path / "out" / split, written)  # classes are bars, dots: never the split folders

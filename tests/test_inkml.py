@@ -205,7 +205,7 @@ def test_split_folders_with_truth_groups(tmp_path):
         "train/box/b.inkml": file_text("box", 1),  # no truth: its folder
     }
     summary = inkml.convert(write(tmp_path / "c", files), tmp_path / "out", encoding="simple")
-    assert summary["split"] == "folders" and summary["samples"] == {"train": 4, "test": 2}
+    assert summary["split"] == "folder" and summary["samples"] == {"train": 4, "test": 2}
     train = read_all(tmp_path / "out" / "train")
     assert {i: label for i, (label, _) in train.items()} == {
         "train/box/b.inkml": "box",
