@@ -59,8 +59,7 @@ INKML_NS = "http://www.w3.org/2003/InkML"
 XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 _NUMBER = r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _VALUE = rf"""([!'"]?)\s*({_NUMBER}|[TF?*]|#[0-9A-Fa-f]+)"""
-_POINT = re.compile(rf"(?:\s*{_VALUE})*\s*")
-_TOKEN = re.compile(_VALUE)
+_TOKEN = re.compile(rf"\s*{_VALUE}")
 
 
 @dataclass(frozen=True)
@@ -217,10 +216,13 @@ class _Document:
 
 def _values(point: str, where: str) -> list[str]:
     """The values of one point (or of a comma-less trace); unsupported notations raise naming ``where``."""
-    if not _POINT.fullmatch(point):
-        raise RawDataError(f"{where}: cannot read the point {point.strip()[:40]!r}")
-    values = []
-    for prefix, value in _TOKEN.findall(point):
+    values, pos, end = [], 0, len(point.rstrip())
+    while pos < end:  # token by token: a regex over the whole point could backtrack exponentially
+        token = _TOKEN.match(point, pos)
+        if token is None:
+            raise RawDataError(f"{where}: cannot read the point {point.strip()[:40]!r}")
+        pos = token.end()
+        prefix, value = token.groups()
         if prefix in ("'", '"'):
             raise RawDataError(f"{where}: difference-encoded values ({prefix}) are not supported")
         if value in ("?", "*") or value.startswith("#"):

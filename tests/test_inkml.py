@@ -145,6 +145,7 @@ def test_innermost_truth_groups_are_the_samples():
         (ink("<trace>1 2, * 3</trace>"), "notation"),
         (ink("<trace>#1F 2</trace>"), "notation"),
         (ink("<trace>1 2, 3 x</trace>"), "cannot read the point"),
+        (ink("<trace>" + "1" * 3000 + "x</trace>"), "cannot read the point"),  # in linear time
         (ink("<trace>1 2, 3</trace>"), "a point of 1 values"),
         (ink("<trace>1 2 3</trace>"), "do not form points"),
         (ink("<trace>  </trace>"), "no points"),
