@@ -22,19 +22,24 @@ IMAGE_PATTERN = re.compile(r"(?:^|/)101_ObjectCategories/([^/]+)/([^/]+\.jpe?g)$
 EXCLUDED = frozenset({"BACKGROUND_Google"})
 
 
-def decode(data: bytes, size: int, name: str) -> np.ndarray:
-    """JPEG bytes -> uint8 [size, size, 3]: centre square crop, bilinear resize, RGB."""
+def decode(data: bytes, size: int | None, name: str) -> np.ndarray:
+    """Image bytes -> uint8 [size, size, 3]: centre square crop, bilinear resize, RGB.
+
+    ``size=None`` keeps the image as it is: uint8 [H, W, 3].
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if size is None:
+                return np.asarray(image.convert("RGB"))
             image.draft("RGB", (size, size))
             image = image.convert("RGB")
             w, h = image.size
             side = min(w, h)
             box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
             return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, box=box))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
         raise RawDataError(f"{name}: cannot decode the image ({err})") from None
 
 

@@ -259,6 +259,136 @@ def masked(dataset, sparsity, seed, size, source, out) -> None:
     _convert("masked", _locate(dataset, source), out, dataset=dataset, sparsity=sparsity, seed=seed, size=size)
 
 
+def _corpus_options(kind: str, dataset: str) -> Callable[[Command], Command]:
+    """The options every converter of a user's own corpus shares: source, output, name, split rule."""
+    options = [
+        click.option(
+            "--source",
+            type=click.Path(exists=True, path_type=Path),
+            required=True,
+            help=f"The {kind}: a folder, or a .tar/.tar.gz/.zip archive of one.",
+        ),
+        _out(f"data/{dataset}"),
+        click.option(
+            "--name",
+            "dataset",
+            default=dataset,
+            show_default=True,
+            help="The dataset name recorded in the shards (configs and runs key on it).",
+        ),
+        click.option(
+            "--split",
+            type=click.Choice(["auto", "folder", "list", "fraction"]),
+            default="auto",
+            show_default=True,
+            help="folder: top train/, val/, test/ folders; list: --split-file; fraction: --test-fraction of each "
+            "folder's files; auto: list with --split-file, fraction with --test-fraction, else folder when there "
+            "is a train/ folder, else fraction.",
+        ),
+        click.option(
+            "--split-file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Lines 'relative/path<TAB>split' (paths relative to --source); unlisted files are left out.",
+        ),
+        click.option(
+            "--test-fraction",
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            help="Share of each folder's files that goes to test/ (split rule fraction) [default: 0.2].",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Seed of the fraction split (images: also of the --sparsity masks).",
+        ),
+        click.option("--overwrite", is_flag=True, help="Replace split folders that already exist in --out."),
+    ]
+
+    def decorate(command: Command) -> Command:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _stroke_options(command: Command) -> Command:
+    """--scale, --field, --encoding: how pen strokes become sites (preprocess.strokes.render)."""
+    for option in (
+        click.option(
+            "--encoding",
+            type=click.Choice(["direction", "simple", "octogram"]),
+            default="direction",
+            show_default=True,
+            help="Site features: pen direction (dx, dy, 1), ink only (1), or 9 octogram channels.",
+        ),
+        click.option(
+            "--field",
+            type=click.IntRange(min=2),
+            default=95,
+            show_default=True,
+            help="Side of the square grid the symbol is centred in (room for augmentation).",
+        ),
+        click.option(
+            "--scale",
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+            help="Side of the box each symbol is scaled into (aspect ratio kept).",
+        ),
+    ):
+        command = option(command)
+    return command
+
+
+@preprocess.command(context_settings=CONTEXT, short_help="A folder or archive of InkML files -> stroke-site shards.")
+@_corpus_options("InkML files", "inkml")
+@_stroke_options
+@reports_errors
+def inkml(source, out, **options) -> None:
+    """InkML digital ink (CROHME, pen datasets): a symbol per file or per truth-annotated traceGroup."""
+    _convert("inkml", source, out, **options)
+
+
+@preprocess.command(context_settings=CONTEXT, short_help="A folder of class subfolders of images -> pixel-site shards.")
+@_corpus_options("image folder (class subfolders of PNG/JPEG)", "images")
+@click.option(
+    "--channels",
+    type=click.Choice(["grey", "rgb"]),
+    default="grey",
+    show_default=True,
+    help="Features per site: one grey level or red, green, blue.",
+)
+@click.option(
+    "--background",
+    default="auto",
+    show_default=True,
+    help="Background level 0..255 (or R,G,B); auto = per image, the median of its border pixels.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Sites differ from the background by more than this (0..255) in some channel; raise it for JPEG noise.",
+)
+@click.option(
+    "--sparsity",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Instead of background sites: every pixel, less this random fraction (as `preprocess masked`).",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=1),
+    help="Centre-crop each image to a square and resize it to SIZE x SIZE (bilinear) [default: keep; same sizes].",
+)
+@reports_errors
+def images(source, out, **options) -> None:
+    """A folder of class subfolders of PNG/JPEG images (torchvision ImageFolder) -> pixel sites."""
+    _convert("images", source, out, **options)
+
+
 @main.command(context_settings=CONTEXT, short_help="Validate shards and summarise them; --render draws samples.")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option(
