@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from sparsenet.cli import main
 
-CASES = ("layer", "steps", "growth", "pipeline", "loading", "efficiency", "parallel")
+CASES = ("layer", "steps", "growth", "pipeline", "loading", "efficiency", "parallel", "contention")
 
 
 def _numbers(value):
@@ -36,7 +36,18 @@ def test_quick_bench_runs_every_case(tmp_path):
     assert numbers and all(math.isfinite(x) for x in numbers)
     assert all(x > 0 for x in _numbers([[r["sparse"], r["dense"]] for r in results["steps"]]))
     report = out.read_text()
-    for heading in ("## Machine", "## Targets", "## 1. ", "## 2. ", "## 3. ", "## 4. ", "## 5. ", "## 6. ", "### 1b. "):
+    for heading in (
+        "## Machine",
+        "## Targets",
+        "## 1. ",
+        "## 2. ",
+        "## 3. ",
+        "## 4. ",
+        "## 5. ",
+        "## 6. ",
+        "## 7. ",
+        "### 1b. ",
+    ):
         assert heading in report
     assert "Quick mode" in report and "sparsenet bench --quick" in report
     assert (tmp_path / "bench" / "sparse-vs-dense.png").stat().st_size > 0

@@ -63,6 +63,9 @@ class Settings:
     threads: int = 2
     parallel_epochs: int = 3  # epochs per data-parallel training run (the first is not timed)
     parallel_rounds: int = 3  # runs of each --procs setting, taking turns
+    contention_epochs: int = 2  # epochs per run beside a busy process (the first is not timed)
+    contention_rounds: int = 2  # runs of each setting, alone and loaded, taking turns
+    contention_alone: bool = True  # also run without the busy process (quick mode skips it)
     seed: int = 0
 
     @classmethod
@@ -87,6 +90,9 @@ class Settings:
             loader_repeats=1,
             parallel_epochs=1,
             parallel_rounds=1,
+            contention_epochs=1,
+            contention_rounds=1,
+            contention_alone=False,
             threads=threads,
         )
 

@@ -34,11 +34,11 @@ BASELINE = "--procs 1"
 CLI = "from sparsenet.cli import main; main()"  # the command line, in a fresh interpreter
 
 
-def _run(workspace: Workspace, settings: Settings, options: list[str], out: Path) -> list[dict]:
-    """``sparsenet train`` of the Assamese recipe with ``options`` for ``settings.parallel_epochs`` epochs
-    into ``out``, in a new process; its metrics rows. A failed run raises ``RuntimeError`` with its output."""
-    data, epochs, seed = str(workspace.shards("assamese")), str(settings.parallel_epochs), str(settings.seed)
-    train = ["train", "--data", data, "--out", str(out), "--epochs", epochs, "--seed", seed, *options]
+def train_run(workspace: Workspace, settings: Settings, options: list[str], out: Path, epochs: int) -> list[dict]:
+    """``sparsenet train`` of the Assamese recipe with ``options`` for ``epochs`` epochs into ``out``, in a
+    new process; its metrics rows. A failed run raises ``RuntimeError`` with its output."""
+    data, seed = str(workspace.shards("assamese")), str(settings.seed)
+    train = ["train", "--data", data, "--out", str(out), "--epochs", str(epochs), "--seed", seed, *options]
     command = [sys.executable, "-c", CLI, *train]
     if settings.quick:
         command += ["--batch-size", str(settings.batch_size)]
@@ -53,7 +53,9 @@ def bench_parallel(workspace: Workspace, settings: Settings, scratch: Path) -> l
     runs_by_label: dict[str, list[list[dict]]] = {label: [] for label in SETTINGS}
     for round_ in range(settings.parallel_rounds):
         for i, (label, options) in enumerate(SETTINGS.items()):
-            runs_by_label[label].append(_run(workspace, settings, options, scratch / f"setting{i}-round{round_}"))
+            runs_by_label[label].append(
+                train_run(workspace, settings, options, scratch / f"setting{i}-round{round_}", settings.parallel_epochs)
+            )
     timed = {label: [rows[1:] or rows for rows in runs] for label, runs in runs_by_label.items()}
     medians = {
         label: [float(np.median([row["samples_per_s"] for row in rows])) for rows in runs]

@@ -20,6 +20,7 @@ import h5py
 from sparsenet.bench.plots import GROWTH_PLOT, PLOTS, STEPS_PLOT, plot_growth, plot_steps
 from sparsenet.bench.results import BenchResults
 from sparsenet.bench.sections import (
+    contention_section,
     efficiency_section,
     growth_section,
     loading_section,
@@ -179,6 +180,7 @@ def write_report(results: BenchResults, out: Path) -> Path:
         loading_section(results),
         efficiency_section(results),
         parallel_section(results),
+        contention_section(results),
     ]
     analysis = plots / ANALYSIS
     if analysis.is_file() and not results.settings.quick:

@@ -125,6 +125,17 @@ class ParallelResult:
 
 
 @dataclass
+class ContentionResult:
+    """Case 7: one ``sparsenet train`` setting, alone or beside a busy process."""
+
+    label: str  # the setting, e.g. "default" or "--procs 1"
+    loaded: bool  # True: one busy process ran beside it
+    procs: int  # processes the setting resolved to
+    threads: int | None  # torch threads per process it resolved to (None: not recorded)
+    rate: Stats  # samples/s of the timed epochs
+
+
+@dataclass
 class BenchResults:
     """Everything one run measured (``results.json``), with the settings and machine it ran on."""
 
@@ -139,6 +150,7 @@ class BenchResults:
     loading: list[LoadingResult] = field(default_factory=list)
     efficiency: list[EfficiencyResult] = field(default_factory=list)
     parallel: list[ParallelResult] = field(default_factory=list)
+    contention: list[ContentionResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts and lists for ``json.dumps``."""

@@ -306,3 +306,28 @@ def parallel_section(results: BenchResults) -> list[str]:
         "",
         *table(("run", *stages), profile),
     ]
+
+
+def contention_section(results: BenchResults) -> list[str]:
+    """Section 7: training rates alone and beside one busy process."""
+    s = results.settings
+    rows = [
+        (
+            c.label,
+            "with one busy process" if c.loaded else "alone",
+            c.procs,
+            "–" if c.threads is None else c.threads,
+            stats_cell(c.rate),
+        )
+        for c in results.contention
+    ]
+    return [
+        "## 7. Training under contention",
+        "",
+        f"`sparsenet train` on the full Assamese training shards for {s.contention_epochs} epochs with its "
+        "defaults and with `--procs 1`, alone and with one busy process (`python -c 'while True: pass'`) "
+        f"on the same cores; {s.contention_rounds} runs of each, taking turns. Rates are samples/s per epoch "
+        "from `metrics.jsonl`, without each run's first epoch.",
+        "",
+        *table(("setting", "beside it", "processes", "threads each", "samples/s per epoch"), rows),
+    ]
