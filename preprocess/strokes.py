@@ -49,13 +49,15 @@ def normalise(strokes: Sequence[np.ndarray], scale: float) -> list[np.ndarray]:
     """
     points = np.concatenate(strokes)
     lo, hi = points.min(axis=0), points.max(axis=0)
-    longest = (hi - lo).max()
+    with np.errstate(over="ignore"):  # checked below: an overflowing extent, factor or centre
+        longest = (hi - lo).max()
+        factor = scale / longest if longest > 0 else 0.0
+        centre = (lo + hi) / 2
     if not np.isfinite(longest):
         raise ValueError(f"the character spans x {lo[0]:g}..{hi[0]:g}, y {lo[1]:g}..{hi[1]:g}, beyond float range")
-    with np.errstate(over="ignore"):  # an extent near the smallest float: a dot for every purpose
-        factor = scale / longest if longest > 0 else 0.0
-    factor = factor if np.isfinite(factor) else 0.0
-    centre = (lo + hi) / 2
+    factor = factor if np.isfinite(factor) else 0.0  # an extent near the smallest float: a dot for every purpose
+    if not np.isfinite(centre).all():  # near the largest float; the usual formula is kept for its exact rounding
+        centre = lo + (hi - lo) / 2
     return [(np.asarray(s, dtype=np.float64) - centre) * factor for s in strokes]
 
 
