@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections import Counter
@@ -208,12 +209,14 @@ def load(source: str | os.PathLike, *, progress: bool = False) -> tuple[list[Rec
         if folder != writer:
             skipped.append(f"{name}: the file name says writer {writer} but it is in folder W{folder}")
             continue
+        if class_id == 0:
+            raise RawDataError(f"{name}: class 0 in the file name; classes are numbered from 1 (<class>.<writer>.txt)")
         if (writer, class_id) in records:
             raise RawDataError(
                 f"{name}: a second file for class {class_id}, writer {writer} "
                 f"(first: {records[writer, class_id].sample_id})"
             )
-        records[writer, class_id] = Record(sample_id, class_id, writer, parse(data.decode("latin-1"), name))
+        records[writer, class_id] = Record(sample_id, class_id, writer, parse(stroke_text(data, name), name))
     if not records:
         raise RawDataError(f"{source}: no W<writer>/<class>.<writer>.txt stroke files found")
     return [records[key] for key in sorted(records)], skipped
@@ -251,21 +254,27 @@ def sample_from_file(
         data = path.read_bytes()
     except OSError as err:
         raise RawDataError(f"{path}: cannot read ({err.strerror})") from None
+    return _render(parse_strokes(stroke_text(data, str(path)), str(path)), str(path), scale, field, encoding)
+
+
+def stroke_text(data: bytes, name: str) -> str:
+    """The text of a stroke file (latin-1, which decodes any bytes); a binary file, such as an image
+    given to ``predict``, raises :class:`RawDataError` saying what it is and what is read instead."""
     if b"\0" in data[:4096] or data.startswith(_IMAGE_MAGIC):
         raise RawDataError(
-            f"{path}: {_binary_kind(path)}, not a stroke file. Assamese models read online-handwriting stroke "
-            "files: text in the UCI Assamese format (CHARACTER_NAME, STROKE_COUNT, rows of X Y STYLUS_STATE "
-            "STROKE, END_CHARACTER), such as W1/1.1.txt of the dataset"
+            f"{name}: {_binary_kind(data)}, not a stroke file. The assamese converter and its models read "
+            "online-handwriting stroke files: text in the UCI Assamese format (CHARACTER_NAME, STROKE_COUNT, "
+            "rows of X Y STYLUS_STATE STROKE, END_CHARACTER), such as W1/1.1.txt of the dataset"
         )
-    return _render(parse_strokes(data.decode("latin-1"), str(path)), str(path), scale, field, encoding)
+    return data.decode("latin-1")
 
 
-def _binary_kind(path: Path) -> str:
-    """'a PNG image' where Pillow recognises ``path``, else 'a binary file'."""
+def _binary_kind(data: bytes) -> str:
+    """'a PNG image' where Pillow recognises ``data``, else 'a binary file'."""
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             return f"a {image.format} image"
     except Exception:  # noqa: BLE001 - any failure to recognise it just means "binary"
         return "a binary file"

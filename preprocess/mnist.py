@@ -79,16 +79,25 @@ def load(source: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             for candidate in _candidates(prefix, kind, ndim):
                 wanted[candidate] = (split, kind, ndim)
     found: dict[tuple[str, str], np.ndarray] = {}
+    names: dict[tuple[str, str], Path] = {}
     for name, data in iter_members(source, lambda n: n.rsplit("/", 1)[-1] in wanted):
         split, kind, ndim = wanted[name.rsplit("/", 1)[-1]]
         if (split, kind) not in found:
-            found[split, kind] = read_idx(data, f"{Path(source) / name}", ndim=ndim, type_code=UNSIGNED_BYTE)
+            names[split, kind] = Path(source) / name
+            found[split, kind] = read_idx(data, str(names[split, kind]), ndim=ndim, type_code=UNSIGNED_BYTE)
     out = {}
     for split, prefix in SPLITS.items():
         for kind, ndim in (("images", 3), ("labels", 1)):
             if (split, kind) not in found:
                 raise RawDataError(f"{source}: no {prefix}-{kind}-idx{ndim}-ubyte[.gz] file (MNIST {split} {kind})")
         images, labels = found[split, "images"], found[split, "labels"]
+        if len(images) == 0 or 0 in images.shape[1:]:
+            raise RawDataError(f"{names[split, 'images']}: no images (dimensions {list(images.shape)})")
+        if images.shape[1:] != found["train", "images"].shape[1:]:
+            raise RawDataError(
+                f"{names[split, 'images']}: images of {list(images.shape[1:])} pixels, but the train images "
+                f"are {list(found['train', 'images'].shape[1:])}"
+            )
         if len(images) != len(labels):
             raise RawDataError(f"{source}: {split} has {len(images)} images but {len(labels)} labels")
         if labels.max(initial=0) > 9:
@@ -117,7 +126,7 @@ def convert(
     if field < max(h, w):
         raise ValueError(f"field {field} is smaller than the {h}x{w} digits")
     for split, (images, _) in data.items():
-        blank = np.flatnonzero(~images.reshape(len(images), -1).any(axis=1))
+        blank = np.flatnonzero(~images.reshape(len(images), h * w).any(axis=1))
         if len(blank):
             raise RawDataError(
                 f"{source}: {SPLITS[split]}-images image {blank[0]} is blank (every pixel 0; "

@@ -121,6 +121,10 @@ class DatasetWriter:
 
     def _close_split(self, exc_info: tuple = (None, None, None)) -> None:
         writer, self._open = self._open, None
+        if writer is not None and exc_info[0] is None and writer.num_samples == 0:
+            empty = DatasetError(self.out_dir / writer.out_dir.name, "no samples for this split; nothing was changed")
+            writer.__exit__(DatasetError, empty, None)
+            raise empty
         if writer is not None:
             writer.__exit__(*exc_info)
             if exc_info[0] is None:

@@ -153,7 +153,9 @@ def test_images_and_binary_files_are_not_stroke_files(tmp_path):
 
     params = {"scale": 64, "field": 95, "encoding": "direction"}
     Image.new("L", (28, 28)).save(tmp_path / "digit.png")
-    with pytest.raises(RawDataError, match="digit.png: a PNG image, not a stroke file. Assamese models read"):
+    with pytest.raises(
+        RawDataError, match="digit.png: a PNG image, not a stroke file. The assamese converter and its models read"
+    ):
         assamese.read_input(tmp_path / "digit.png", params)
     (tmp_path / "blob.txt").write_bytes(b"CHARACTER_NAME: A\0\1\2")
     with pytest.raises(RawDataError, match="blob.txt: a binary file, not a stroke file"):
@@ -215,6 +217,14 @@ def test_convert_degenerate_characters_and_report_folders(assamese_tree, tmp_pat
 def test_convert_bad_file_writes_nothing(assamese_tree, tmp_path, stroke_text):
     (assamese_tree / "W4" / "2.4.txt").write_text(stroke_text([LINE])[:-40], newline="")
     with pytest.raises(StrokeFileError, match=r"W4/2.4.txt, line \d+: the file ends without END_CHARACTER"):
+        assamese.convert(assamese_tree, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (assamese_tree / "W4" / "2.4.txt").write_bytes(b"\xff\xd8\xff\xe0\0\x10JFIF")
+    with pytest.raises(RawDataError, match="W4/2.4.txt: a binary file, not a stroke file"):
+        assamese.convert(assamese_tree, tmp_path / "out")
+    (assamese_tree / "W4" / "2.4.txt").unlink()
+    (assamese_tree / "W4" / "0.4.txt").write_text(stroke_text([LINE]), newline="")
+    with pytest.raises(RawDataError, match="W4/0.4.txt: class 0 in the file name"):
         assamese.convert(assamese_tree, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match=r"writers \[3\] are in both"):

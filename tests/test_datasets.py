@@ -303,3 +303,12 @@ def test_cli_refuses_a_second_writer_and_foreign_files(tmp_path):
     done = subprocess.run([*args, "--overwrite"], capture_output=True, text=True)
     assert done.returncode == 0 and "kept thesis.tex" in done.stdout and (out / "thesis.tex").read_text() == "mine"
     assert_complete(out)
+
+
+def test_an_empty_split_is_refused_by_its_final_name(tmp_path):
+    out = tmp_path / "data"
+    empty = f"{out / 'val'}: no samples for this split; nothing was changed"
+    with pytest.raises(DatasetError, match=empty), DatasetWriter(out, META) as dataset:
+        dataset.split("train").add(np.array([[0, 0]]), np.ones((1, 1)), 0)
+        dataset.split("val")
+    assert not out.exists() and leftovers(out) == []

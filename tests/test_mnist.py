@@ -153,3 +153,13 @@ def test_read_input_names_a_damaged_image(tmp_path):
             mnist.read_input(tmp_path / name, params)
     with pytest.raises(RawDataError, match="white.png: the image is blank"):
         mnist.read_input(tmp_path / "white.png", params)
+
+
+@pytest.mark.parametrize(
+    "shape, problem",
+    [((6, 20, 28), r"images of \[20, 28\] pixels, but the train images are \[28, 28\]"), ((6, 0, 28), "no images")],
+)
+def test_image_sizes_must_agree_and_be_non_empty(mnist_dir, idx_bytes, shape, problem):
+    (mnist_dir / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.ones(shape, np.uint8))))
+    with pytest.raises(RawDataError, match=f"t10k-images-idx3-ubyte.gz: {problem}"):
+        mnist.load(mnist_dir)
