@@ -8,34 +8,29 @@
         writer = dataset.split("test")   # closes "train", opens "test"
         ...
 
-Every split is built inside a hidden temporary dataset folder beside ``DIR``
-(``.<DIR name>.new-<pid>-<hex>``). On a clean exit each split's ``manifest.json`` gets the same
-new ``run_id`` (a uuid4 hex) and the new folder replaces ``DIR`` in one step: Linux
-``renameat2(RENAME_EXCHANGE)`` swaps the two folders atomically, then the old dataset (now
-under the temporary name) is discarded. On an exception, or a kill, ``DIR`` is untouched.
+Every split is built inside a hidden folder beside ``DIR`` (``.<DIR name>.new-<pid>-<hex>``).
+On a clean exit each split's ``manifest.json`` gets the same new ``run_id`` (uuid4 hex) and
+the new folder replaces ``DIR`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``), then the
+old dataset, now under the hidden name, is discarded. On an exception or a kill, ``DIR`` is untouched.
 
 Guarantees:
 
-- **Only sparsenet's files are replaced.** ``DIR`` may hold split folders whose
-  ``manifest.json`` has ``format: "sparsenet.shard"`` (with the files it lists) and nothing
-  else; any other entry (``DIR/notes.txt``, ``DIR/train/thesis.tex``) is *foreign* and makes
-  the writer refuse with a :class:`DatasetError` naming it. With ``overwrite=True``
-  (``--overwrite``) sparsenet's splits are replaced and foreign entries are *kept*: they are
-  hard-linked (copied where the file system cannot link) into the new folder before the swap,
-  and the old copy is removed afterwards only where the new folder holds the same file.
-  A foreign file whose name the new dataset writes itself is refused in every mode.
-- **One writer at a time.** An exclusive ``fcntl.flock`` on ``.<DIR name>.lock`` beside ``DIR``
-  is held for the whole conversion; a second writer fails at once (it does not wait) with an
-  error naming the holder's pid. The lock file stays (removing it would race with a writer).
-- **Leftovers are cleaned, never user data.** Temporary folders whose writer is dead (the pid
-  in their name no longer runs) are removed by the next writer into ``DIR``; a foreign file in
-  them is removed only if ``DIR`` holds the same file.
-- **Fallback** where ``renameat2`` is missing (not Linux/glibc, or a file system without
-  ``RENAME_EXCHANGE``): ``DIR`` is renamed aside to ``.<DIR name>.old-<pid>-<hex>``, then the new
-  folder is renamed to ``DIR``. A kill between the two renames leaves no ``DIR`` and the old
-  dataset intact under the hidden name; the next writer into ``DIR`` renames it back first.
-  Splits are never mixed in either mode, and :func:`check_same_run` refuses splits whose run
-  ids differ wherever they came from.
+- **Only sparsenet's files are replaced.** ``DIR`` may hold split folders whose ``manifest.json``
+  says ``format: "sparsenet.shard"`` and the files it lists; any other entry (``DIR/notes.txt``,
+  ``DIR/train/thesis.tex``) is *foreign*, and the writer refuses with a :class:`DatasetError`
+  naming it. ``overwrite=True`` (``--overwrite``) replaces the splits and *keeps* foreign entries:
+  they are hard-linked (or copied) into the new folder before the swap, and the old copy is
+  removed only where the new folder holds the same file. One whose name the new dataset
+  writes is refused in every mode.
+- **One writer at a time.** ``fcntl.flock`` on ``.<DIR name>.lock`` beside ``DIR`` is held for the
+  whole conversion; a second writer fails at once (no waiting), naming the holder's pid.
+- **Leftovers are cleaned, never user data.** The next writer removes temporary folders whose
+  writer (the pid in the name) is dead; a foreign file in them goes only if ``DIR`` holds it too.
+- **Fallback** without ``renameat2`` (not Linux/glibc, or a file system without exchange): ``DIR``
+  is renamed to ``.<DIR name>.old-<pid>-<hex>``, then the new folder to ``DIR``. A kill between
+  the two leaves no ``DIR`` and the old dataset whole under the hidden name, which the next
+  writer renames back first. Splits are never mixed either way; :func:`check_same_run` refuses
+  splits whose run ids differ.
 """
 
 from __future__ import annotations
@@ -72,12 +67,7 @@ class DatasetWriter:
     """
 
     def __init__(
-        self,
-        out_dir: str | os.PathLike,
-        meta: ShardMeta,
-        *,
-        overwrite: bool = False,
-        samples_per_shard: int = 10_000,
+        self, out_dir: str | os.PathLike, meta: ShardMeta, *, overwrite: bool = False, samples_per_shard: int = 10_000
     ):
         self.out_dir = Path(os.path.abspath(out_dir))
         self.meta = meta
@@ -121,14 +111,14 @@ class DatasetWriter:
 
     def _close_split(self, exc_info: tuple = (None, None, None)) -> None:
         writer, self._open = self._open, None
-        if writer is not None and exc_info[0] is None and writer.num_samples == 0:
+        if writer is None:
+            return
+        if exc_info[0] is None and writer.num_samples == 0:  # named by its final path, not the temporary one
             empty = DatasetError(self.out_dir / writer.out_dir.name, "no samples for this split; nothing was changed")
             writer.__exit__(DatasetError, empty, None)
             raise empty
-        if writer is not None:
-            writer.__exit__(*exc_info)
-            if exc_info[0] is None:
-                self.samples[writer.out_dir.name] = writer.num_samples
+        writer.__exit__(*exc_info)
+        self.samples[writer.out_dir.name] = writer.num_samples
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._new is not None
@@ -203,11 +193,8 @@ def _acquire(out_dir: Path) -> TextIO:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise DatasetError(
-            out_dir,
-            f"another sparsenet process (pid {holder}) is writing this dataset; "
-            "wait for it to finish or choose another --out",
-        ) from None
+        busy = f"another sparsenet process (pid {holder}) is writing this dataset; wait for it or choose another --out"
+        raise DatasetError(out_dir, busy) from None
     handle.truncate(0)
     handle.write(f"{os.getpid()}\n")
     handle.flush()
@@ -272,11 +259,8 @@ def _link_tree(src: Path, dst: Path) -> None:
             for child in sorted(src.iterdir()):
                 _link_tree(child, dst / child.name)
             return
-        raise DatasetError(
-            src,
-            "was not written by sparsenet but has the name of a file the new dataset writes; "
-            "nothing was changed: move it away or choose another --out",
-        )
+        clash = "was not written by sparsenet but has the name of a file the new dataset writes; nothing was changed"
+        raise DatasetError(src, f"{clash}: move it away or choose another --out")
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.is_symlink():
         os.symlink(os.readlink(src), dst)
@@ -341,7 +325,7 @@ def _dead(pid: int) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:  # alive, under another user
-        return False
+        pass
     return False
 
 
@@ -351,10 +335,8 @@ def recover(out_dir: str | os.PathLike) -> None:
     Only folders named by :class:`DatasetWriter` whose pid is dead are touched."""
     out_dir = Path(out_dir)
     pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.(new|old)-(\d+)-[0-9a-f]{{8}}$")
-    found = sorted(
-        (m.group(1), p) for p in out_dir.parent.iterdir() if (m := pattern.match(p.name)) and _dead(int(m.group(2)))
-    )
-    for kind, path in sorted(found, key=lambda kp: kp[0] != "old"):  # restore an old dataset first
+    found = [(m[1], p) for p in out_dir.parent.iterdir() if (m := pattern.match(p.name)) and _dead(int(m[2]))]
+    for kind, path in sorted(found, key=lambda kp: (kp[0] != "old", kp[1])):  # restore an old dataset first
         if kind == "old" and not out_dir.exists():
             os.rename(path, out_dir)
         elif path.is_dir():
@@ -374,8 +356,7 @@ def split_run_id(split_dir: str | os.PathLike) -> str | None:
     if not path.is_file():
         return None
     try:
-        manifest = json.loads(path.read_text())
-        run_id = manifest.get("run_id")
+        run_id = json.loads(path.read_text()).get("run_id")
     except (ValueError, UnicodeDecodeError, AttributeError):
         raise DatasetError(path, "is not a valid JSON manifest; re-run `sparsenet preprocess`") from None
     return None if run_id is None else str(run_id)
@@ -406,11 +387,8 @@ def _run(run_id: str | None) -> str:
 
 def dataset_splits(data_dir: str | os.PathLike) -> list[Path]:
     """The split folders of a dataset folder: visible subfolders holding a ``manifest.json``."""
-    return [
-        p
-        for p in sorted(Path(data_dir).iterdir())
-        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()
-    ]
+    folders = sorted(p for p in Path(data_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [p for p in folders if (p / MANIFEST).is_file()]
 
 
 def dataset_run_id(data_dir: str | os.PathLike) -> str | None:
