@@ -265,20 +265,33 @@ def _cli() -> list[str]:
     return [str(Path(sys.executable).with_name("sparsenet")), "preprocess", "assamese"]
 
 
+def _start_and_wait_for_writer(args: list[str], out: Path) -> tuple[subprocess.Popen, float]:
+    """Start ``args``; return it once its temporary dataset folder exists (or it ended), and when that was."""
+    run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while run.poll() is None and not any(out.parent.glob(f".{out.name}.new-{run.pid}-*")):
+        time.sleep(0.001)
+    return run, time.monotonic()
+
+
 @pytest.mark.slow
 def test_sigkill_of_preprocess_at_random_moments(tmp_path):
-    """SIGKILL ``sparsenet preprocess`` while it replaces a dataset: old or new, never a mix."""
+    """SIGKILL ``sparsenet preprocess`` at random moments while its DatasetWriter replaces a dataset
+    (between creating its temporary folder and exiting): old or new, never a mix; user files intact."""
     raw = write_stroke_files(tmp_path / "raw", writers=45)
+    for text in sorted(raw.glob("W*/*.txt")):  # 30 classes instead of 3: a longer window to kill in
+        c, w = (int(n) for n in text.name.split(".")[:2])
+        for extra in range(c + 3, 31, 3):
+            (text.parent / f"{extra}.{w}.txt").write_bytes(text.read_bytes())
     out = tmp_path / "data"
     args = [*_cli(), "--source", str(raw), "--out", str(out), "--train-writers", "1-36", "--test-writers", "37-45"]
     subprocess.run([*args, "--scale", "40"], check=True, capture_output=True)
     (out / "train" / "thesis.tex").write_text("chapter 1")
-    start = time.monotonic()
-    subprocess.run([*args, "--overwrite"], check=True, capture_output=True)
-    duration = time.monotonic() - start
+    run, started = _start_and_wait_for_writer([*args, "--overwrite"], out)
+    assert run.wait() == 0
+    window = time.monotonic() - started
     rng = np.random.default_rng(0)
-    for delay in rng.uniform(0.3 * duration, 1.1 * duration, size=6):
-        run = subprocess.Popen([*args, "--overwrite", "--scale", str(rng.choice([40, 64]))], stderr=subprocess.PIPE)
+    for delay in rng.uniform(0, window, size=6):
+        run, _ = _start_and_wait_for_writer([*args, "--overwrite", "--scale", str(rng.choice([40, 64]))], out)
         time.sleep(delay)
         run.send_signal(signal.SIGKILL)
         run.wait()
