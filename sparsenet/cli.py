@@ -54,7 +54,9 @@ def preprocess() -> None:
     """Convert a raw dataset into validated HDF5 shards (DIR/train, DIR/test, ...).
 
     Raw data comes from --source, else $SPARSENET_RAW/<dataset>/, else data/raw/<dataset>/,
-    else a download from the official source into data/raw/.
+    else a download from the official source into data/raw/. All splits replace DIR together
+    (an error or a kill leaves the old dataset); a DIR holding files sparsenet did not write
+    is refused unless --overwrite, which keeps those files.
     """
 
 
