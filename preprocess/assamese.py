@@ -52,8 +52,8 @@ from sparsenet.sources import RawDataError, iter_members
 FILE_PATTERN = re.compile(r"(?:^|/)W(\d+)/(\d+)\.(\d+)\.txt$", re.IGNORECASE)
 _NUMERIC_START = frozenset("0123456789-+.")
 _MARKERS = frozenset({"PEN_DOWN", "PEN_UP", "X"})  # "X Y STYLUS_STATE STROKE" is the column header
-# A point is corrupt when it lies more than OUTLIER_SPREADS spreads from the file's median point; the
-# real files stay within 15 (spread: the larger median absolute deviation of x and y).
+# A point is corrupt when it lies more than OUTLIER_SPREADS spreads (see check_range) from the file's
+# median point: several times the widest real character, which the realdata tests convert whole.
 OUTLIER_SPREADS = 100
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\0", b"MM\0*", b"RIFF")
 
