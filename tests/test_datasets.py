@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import write_stroke_files
 
 from sparsenet import datasets
 from sparsenet.datasets import DatasetWriter, check_same_run, dataset_run_id, lock_path, recover
 from sparsenet.errors import DatasetError
 from sparsenet.shards import MANIFEST, ShardMeta, ShardReader, validate_file
-from tests.synthetic import write_stroke_files
 
 META = ShardMeta((8, 8), 2, ("ink",), ("a", "b"), "test", "test", {"k": 1}, "test")
 
