@@ -18,9 +18,13 @@ Known quirks of the release, all handled (see ``../shared/data/README.md``):
 
 One-point strokes are accepted: the real data has 137 of them (in 134 files), dots made
 with a single pen touch, so rejecting them would drop genuine samples; each marks one site.
+Characters of zero width or height are valid too (a hyphen, a full stop, a one-stroke "1"):
+a line is scaled by its length, a dot is one centred site (see ``preprocess.strokes``).
 Non-numeric rows, no point rows, a STROKE column that skips or repeats a stroke, a
-STROKE_COUNT that disagrees with it, a file without ``END_CHARACTER`` (cut short) and a
-character of zero width or height are errors naming the file and, where known, the line.
+STROKE_COUNT that disagrees with it, a file without ``END_CHARACTER`` (cut short), a
+point far outside the file's own range (see :func:`check_range`) and a binary file (an
+image given to ``predict``) are errors naming the file and, where known, the line. A
+folder named like a stroke file is skipped and reported.
 
 Example::
 
@@ -29,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections import Counter
@@ -40,12 +45,17 @@ import numpy as np
 
 from preprocess.strokes import ENCODINGS, render
 from sparsenet.converters import Converter
-from sparsenet.shards import Sample, ShardMeta, ShardWriter
+from sparsenet.datasets import DatasetWriter
+from sparsenet.shards import Sample, ShardMeta
 from sparsenet.sources import RawDataError, iter_members
 
 FILE_PATTERN = re.compile(r"(?:^|/)W(\d+)/(\d+)\.(\d+)\.txt$", re.IGNORECASE)
 _NUMERIC_START = frozenset("0123456789-+.")
 _MARKERS = frozenset({"PEN_DOWN", "PEN_UP", "X"})  # "X Y STYLUS_STATE STROKE" is the column header
+# A point is corrupt when it lies more than OUTLIER_SPREADS spreads (see check_range) from the file's
+# median point: several times the widest real character, which the realdata tests convert whole.
+OUTLIER_SPREADS = 100
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\0", b"MM\0*", b"RIFF")
 
 
 class StrokeFileError(RawDataError):
@@ -107,6 +117,7 @@ def parse(text: str, name: str = "<text>") -> StrokeFile:
     if not rows:
         raise StrokeFileError(name, "no strokes (no point rows)")
     points = _numbers(rows, row_lines, name)
+    check_range(points[:, :2], row_lines, name)
     starts = np.flatnonzero(np.diff(points[:, 3], prepend=np.nan) != 0)  # first row of each run
     wrong = np.flatnonzero(points[starts, 3] != np.arange(1, len(starts) + 1))
     if len(wrong):
@@ -151,6 +162,30 @@ def _numbers(rows: list[list[str]], row_lines: list[int], name: str) -> np.ndarr
     raise AssertionError("unreachable: a bad row was expected")
 
 
+def check_range(points: np.ndarray, row_lines: list[int], name: str) -> None:
+    """Refuse a point far outside the file's own range (a corrupt coordinate such as 1e12).
+
+    ``points`` float64 [R, 2] (x, y), ``row_lines`` their line numbers. The rule is robust to
+    the outlier itself: the spread is the larger per-axis median absolute deviation from the
+    median point, at least 1 % of the median's magnitude and 1 unit (so a dot or a straight
+    line, whose deviation is zero on an axis, keeps a sensible scale); a point more than
+    :data:`OUTLIER_SPREADS` spreads from the median on either axis is an error naming its
+    line. With fewer than three points no point can be told from the others.
+    """
+    median = np.median(points, axis=0)
+    deviation = np.abs(points - median)
+    spread = max(float(np.median(deviation, axis=0).max()), 0.01 * float(np.abs(median).max()), 1.0)
+    far = np.flatnonzero((deviation > OUTLIER_SPREADS * spread).any(axis=1))
+    if len(far):
+        x, y = points[far[0]]
+        raise StrokeFileError(
+            name,
+            f"point ({x:g}, {y:g}) lies far outside the file's other points (median ({median[0]:g}, "
+            f"{median[1]:g}), typical spread {spread:g}): a corrupt coordinate",
+            row_lines[far[0]],
+        )
+
+
 @dataclass(frozen=True)
 class Record:
     """A raw sample found in the source: ids from its path, its parsed content."""
@@ -166,20 +201,22 @@ def load(source: str | os.PathLike, *, progress: bool = False) -> tuple[list[Rec
     from tqdm import tqdm
 
     records: dict[tuple[int, int], Record] = {}
-    skipped = []
-    members = iter_members(source, lambda n: FILE_PATTERN.search(n) is not None)
+    skipped: list[str] = []
+    members = iter_members(source, lambda n: FILE_PATTERN.search(n) is not None, skipped=skipped)
     for name, data in tqdm(members, desc="parse", unit=" files", disable=not progress):
         folder, class_id, writer = (int(g) for g in FILE_PATTERN.search(name).groups())
         sample_id = f"W{folder}/{class_id}.{writer}.txt"
         if folder != writer:
             skipped.append(f"{name}: the file name says writer {writer} but it is in folder W{folder}")
             continue
+        if class_id == 0:
+            raise RawDataError(f"{name}: class 0 in the file name; classes are numbered from 1 (<class>.<writer>.txt)")
         if (writer, class_id) in records:
             raise RawDataError(
                 f"{name}: a second file for class {class_id}, writer {writer} "
                 f"(first: {records[writer, class_id].sample_id})"
             )
-        records[writer, class_id] = Record(sample_id, class_id, writer, parse(data.decode("latin-1"), name))
+        records[writer, class_id] = Record(sample_id, class_id, writer, parse(stroke_text(data, name), name))
     if not records:
         raise RawDataError(f"{source}: no W<writer>/<class>.<writer>.txt stroke files found")
     return [records[key] for key in sorted(records)], skipped
@@ -208,13 +245,39 @@ def _render(
 def sample_from_file(
     path: str | os.PathLike, *, scale: float = 64, field: int = 95, encoding: str = "direction"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One raw stroke file -> (coords int32 [n, 2] (y, x), features float32 [n, C]), exactly as ``convert`` does."""
+    """One raw stroke file -> (coords int32 [n, 2] (y, x), features float32 [n, C]), exactly as ``convert`` does.
+
+    A binary file (an image, say) is refused with a message saying what it is and what is read instead.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="latin-1")
+        data = path.read_bytes()
     except OSError as err:
         raise RawDataError(f"{path}: cannot read ({err.strerror})") from None
-    return _render(parse_strokes(text, str(path)), str(path), scale, field, encoding)
+    return _render(parse_strokes(stroke_text(data, str(path)), str(path)), str(path), scale, field, encoding)
+
+
+def stroke_text(data: bytes, name: str) -> str:
+    """The text of a stroke file (latin-1, which decodes any bytes); a binary file, such as an image
+    given to ``predict``, raises :class:`RawDataError` saying what it is and what is read instead."""
+    if b"\0" in data[:4096] or data.startswith(_IMAGE_MAGIC):
+        raise RawDataError(
+            f"{name}: {_binary_kind(data)}, not a stroke file. The assamese converter and its models read "
+            "online-handwriting stroke files: text in the UCI Assamese format (CHARACTER_NAME, STROKE_COUNT, "
+            "rows of X Y STYLUS_STATE STROKE, END_CHARACTER), such as W1/1.1.txt of the dataset"
+        )
+    return data.decode("latin-1")
+
+
+def _binary_kind(data: bytes) -> str:
+    """'a PNG image' where Pillow recognises ``data``, else 'a binary file'."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return f"a {image.format} image"
+    except Exception:  # noqa: BLE001 - any failure to recognise it just means "binary"
+        return "a binary file"
 
 
 def convert(
@@ -226,12 +289,15 @@ def convert(
     encoding: str = "direction",
     train_writers: Iterable[int] = range(1, 37),
     test_writers: Iterable[int] = range(37, 46),
+    overwrite: bool = False,
     progress: bool = False,
 ) -> dict:
     """Convert the raw dataset at ``source`` into ``out_dir/train`` and ``out_dir/test``.
 
-    Every file is parsed and rendered before anything is written, so bad input leaves no
-    output. Returns a summary: samples per split, classes, skipped files, unused writers.
+    Every file is parsed and rendered before anything is written, and both splits replace
+    ``out_dir`` together (:class:`~sparsenet.datasets.DatasetWriter`; ``overwrite`` keeps files
+    sparsenet did not write there), so bad input leaves the old dataset. Returns a summary:
+    samples per split, classes, skipped files, unused writers, run id, kept foreign files.
     """
     from tqdm import tqdm
 
@@ -267,8 +333,9 @@ def convert(
     for split, rows in samples.items():
         if not rows:
             raise RawDataError(f"{source}: no samples for the {split} writers {sorted(splits[split])}")
-    for split, rows in samples.items():
-        with ShardWriter(Path(out_dir) / split, meta) as writer:
+    with DatasetWriter(out_dir, meta, overwrite=overwrite) as dataset:
+        for split, rows in samples.items():
+            writer = dataset.split(split)
             for r, coords, features in rows:
                 writer.add(coords, features, r.class_id - 1, r.sample_id)
     used = set().union(*splits.values())
@@ -278,6 +345,8 @@ def convert(
         "num_classes": num_classes,
         "skipped": skipped,
         "unused_writers": sorted({r.writer for r in records} - used),
+        "run_id": dataset.run_id,
+        "kept": dataset.kept,
     }
 
 

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 
 import numpy as np
 
 from preprocess import caltech101, mnist
 from preprocess.images import add_pixel_samples
 from sparsenet.converters import Converter
-from sparsenet.shards import ShardMeta, ShardWriter
+from sparsenet.datasets import DatasetWriter
+from sparsenet.shards import ShardMeta
 
 DATASETS = ("mnist", "caltech101")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -94,11 +94,14 @@ def convert(
     sparsity: float,
     seed: int = 0,
     size: int = 64,
+    overwrite: bool = False,
     progress: bool = False,
 ) -> dict:
     """Write masked ``dataset`` (``mnist`` or ``caltech101``) from ``source`` into ``out_dir/<split>``.
 
     ``sparsity`` in [0, 1) is the fraction of pixels dropped; ``size`` applies to Caltech-101.
+    Every split replaces ``out_dir`` together (:class:`~sparsenet.datasets.DatasetWriter`;
+    ``overwrite`` keeps files sparsenet did not write there).
     """
     from tqdm import tqdm
 
@@ -124,18 +127,24 @@ def convert(
         },
     )
     mean, std = (np.asarray(meta.params[k], dtype=np.float32) for k in ("mean", "std"))
-    counts = {}
-    for k, (split, (images, labels, ids)) in enumerate(splits.items()):
-        rng = np.random.default_rng([seed, 1 + k])
-        bar = tqdm(total=len(labels), desc=f"{dataset} {split}", unit=" images", disable=not progress)
-        with ShardWriter(Path(out_dir) / split, meta) as writer, bar:
-            for lo in range(0, len(labels), CHUNK):
-                chunk = (images[lo : lo + CHUNK] / np.float32(255) - mean) / std
-                valid = validity_masks(len(chunk), chunk.shape[1:3], sparsity, rng)
-                add_pixel_samples(writer, valid, chunk, labels[lo : lo + CHUNK], ids[lo : lo + CHUNK])
-                bar.update(len(chunk))
-        counts[split] = len(labels)
-    return {"out_dir": str(out_dir), "samples": counts, "sparsity": sparsity, "seed": seed}
+    with DatasetWriter(out_dir, meta, overwrite=overwrite) as written:
+        for k, (split, (images, labels, ids)) in enumerate(splits.items()):
+            rng = np.random.default_rng([seed, 1 + k])
+            writer = written.split(split)
+            with tqdm(total=len(labels), desc=f"{dataset} {split}", unit=" images", disable=not progress) as bar:
+                for lo in range(0, len(labels), CHUNK):
+                    chunk = (images[lo : lo + CHUNK] / np.float32(255) - mean) / std
+                    valid = validity_masks(len(chunk), chunk.shape[1:3], sparsity, rng)
+                    add_pixel_samples(writer, valid, chunk, labels[lo : lo + CHUNK], ids[lo : lo + CHUNK])
+                    bar.update(len(chunk))
+    return {
+        "out_dir": str(out_dir),
+        "samples": written.samples,
+        "sparsity": sparsity,
+        "seed": seed,
+        "run_id": written.run_id,
+        "kept": written.kept,
+    }
 
 
 CONVERTER = Converter(

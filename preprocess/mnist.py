@@ -3,7 +3,8 @@
 Each 28x28 digit is placed in the centre of a ``field`` x ``field`` grid (default 96, offset
 ``params["offset"]`` = ((field-28)//2, (field-28)//2)); sites are the pixels with value > 0,
 features ``value / 255`` (one channel). The conversion is exact: ``round(feature * 255)`` at
-``site - offset`` rebuilds every original image (zeros elsewhere).
+``site - offset`` rebuilds every original image (zeros elsewhere). Images and labels must be
+IDX files of unsigned bytes (type 0x08), as LeCun's are; a blank image (no site) is an error.
 
 Example::
 
@@ -21,19 +22,22 @@ import numpy as np
 
 from preprocess.images import SampleList, add_pixel_samples
 from sparsenet.converters import Converter
-from sparsenet.shards import Sample, ShardMeta, ShardWriter
+from sparsenet.datasets import DatasetWriter
+from sparsenet.shards import Sample, ShardMeta
 from sparsenet.sources import RawDataError, iter_members
 
 SPLITS = {"train": "train", "test": "t10k"}  # split -> file name prefix
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+UNSIGNED_BYTE = 0x08  # the element type of every MNIST file
 CHUNK = 8192
 
 
-def read_idx(data: bytes, name: str, *, ndim: int | None = None) -> np.ndarray:
+def read_idx(data: bytes, name: str, *, ndim: int | None = None, type_code: int | None = None) -> np.ndarray:
     """Decode one IDX file (gzipped or raw) into an array; errors name ``name`` and the problem.
 
-    Checks the magic number, the number of dimensions (``ndim`` if given) and that the
-    payload length is exactly the product of the dimensions.
+    Checks the magic number, the element type (``type_code`` if given, e.g. 0x08 unsigned
+    bytes), the number of dimensions (``ndim`` if given) and that the payload length is exactly
+    the product of the dimensions.
     """
     if data[:2] == b"\x1f\x8b":
         try:
@@ -43,6 +47,11 @@ def read_idx(data: bytes, name: str, *, ndim: int | None = None) -> np.ndarray:
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in IDX_DTYPES:
         raise RawDataError(f"{name}: not an IDX file (magic {data[:4].hex() or 'missing'})")
     dtype, dims_count = np.dtype(IDX_DTYPES[data[2]]), data[3]
+    if type_code is not None and data[2] != type_code:
+        raise RawDataError(
+            f"{name}: IDX elements of type 0x{data[2]:02X} ({dtype.name}); expected 0x{type_code:02X} "
+            f"({np.dtype(IDX_DTYPES[type_code]).name}), as in the official MNIST files"
+        )
     if ndim is not None and dims_count != ndim:
         raise RawDataError(f"{name}: IDX file with {dims_count} dimensions, expected {ndim}")
     header = 4 + 4 * dims_count
@@ -70,16 +79,25 @@ def load(source: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             for candidate in _candidates(prefix, kind, ndim):
                 wanted[candidate] = (split, kind, ndim)
     found: dict[tuple[str, str], np.ndarray] = {}
+    names: dict[tuple[str, str], Path] = {}
     for name, data in iter_members(source, lambda n: n.rsplit("/", 1)[-1] in wanted):
         split, kind, ndim = wanted[name.rsplit("/", 1)[-1]]
         if (split, kind) not in found:
-            found[split, kind] = read_idx(data, f"{Path(source) / name}", ndim=ndim)
+            names[split, kind] = Path(source) / name
+            found[split, kind] = read_idx(data, str(names[split, kind]), ndim=ndim, type_code=UNSIGNED_BYTE)
     out = {}
     for split, prefix in SPLITS.items():
         for kind, ndim in (("images", 3), ("labels", 1)):
             if (split, kind) not in found:
                 raise RawDataError(f"{source}: no {prefix}-{kind}-idx{ndim}-ubyte[.gz] file (MNIST {split} {kind})")
         images, labels = found[split, "images"], found[split, "labels"]
+        if len(images) == 0 or 0 in images.shape[1:]:
+            raise RawDataError(f"{names[split, 'images']}: no images (dimensions {list(images.shape)})")
+        if images.shape[1:] != found["train", "images"].shape[1:]:
+            raise RawDataError(
+                f"{names[split, 'images']}: images of {list(images.shape[1:])} pixels, but the train images "
+                f"are {list(found['train', 'images'].shape[1:])}"
+            )
         if len(images) != len(labels):
             raise RawDataError(f"{source}: {split} has {len(images)} images but {len(labels)} labels")
         if labels.max(initial=0) > 9:
@@ -88,14 +106,32 @@ def load(source: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def convert(source: str | os.PathLike, out_dir: str | os.PathLike, *, field: int = 96, progress: bool = False) -> dict:
-    """Convert MNIST at ``source`` into ``out_dir/train`` (60,000) and ``out_dir/test`` (10,000)."""
+def convert(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    field: int = 96,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
+    """Convert MNIST at ``source`` into ``out_dir/train`` (60,000) and ``out_dir/test`` (10,000).
+
+    Both splits replace ``out_dir`` together (:class:`~sparsenet.datasets.DatasetWriter`;
+    ``overwrite`` keeps files sparsenet did not write there).
+    """
     from tqdm import tqdm
 
     data = load(source)
     h, w = data["train"][0].shape[1:]
     if field < max(h, w):
         raise ValueError(f"field {field} is smaller than the {h}x{w} digits")
+    for split, (images, _) in data.items():
+        blank = np.flatnonzero(~images.reshape(len(images), h * w).any(axis=1))
+        if len(blank):
+            raise RawDataError(
+                f"{source}: {SPLITS[split]}-images image {blank[0]} is blank (every pixel 0; "
+                f"{len(blank)} such), so it has no site: the file is damaged or not MNIST"
+            )
     offset = ((field - h) // 2, (field - w) // 2)
     meta = ShardMeta(
         spatial_shape=(field, field),
@@ -107,15 +143,22 @@ def convert(source: str | os.PathLike, out_dir: str | os.PathLike, *, field: int
         dataset="mnist",
         params={"field": field, "offset": list(offset), "image_shape": [h, w], "feature": "value / 255"},
     )
-    for split, (images, labels) in data.items():
-        bar = tqdm(total=len(images), desc=f"mnist {split}", unit=" digits", disable=not progress)
-        with ShardWriter(Path(out_dir) / split, meta) as writer, bar:
-            for lo in range(0, len(images), CHUNK):
-                chunk = images[lo : lo + CHUNK]
-                ids = [f"{split}/{i}" for i in range(lo, lo + len(chunk))]
-                add_pixel_samples(writer, chunk > 0, chunk[..., None] / 255.0, labels[lo : lo + CHUNK], ids, offset)
-                bar.update(len(chunk))
-    return {"out_dir": str(out_dir), "samples": {split: len(d[1]) for split, d in data.items()}, "field": field}
+    with DatasetWriter(out_dir, meta, overwrite=overwrite) as dataset:
+        for split, (images, labels) in data.items():
+            writer = dataset.split(split)
+            with tqdm(total=len(images), desc=f"mnist {split}", unit=" digits", disable=not progress) as bar:
+                for lo in range(0, len(images), CHUNK):
+                    chunk = images[lo : lo + CHUNK]
+                    ids = [f"{split}/{i}" for i in range(lo, lo + len(chunk))]
+                    add_pixel_samples(writer, chunk > 0, chunk[..., None] / 255.0, labels[lo : lo + CHUNK], ids, offset)
+                    bar.update(len(chunk))
+    return {
+        "out_dir": str(out_dir),
+        "samples": dataset.samples,
+        "field": field,
+        "run_id": dataset.run_id,
+        "kept": dataset.kept,
+    }
 
 
 def read_input(path: Path, params: dict) -> Sample:
@@ -130,6 +173,8 @@ def read_input(path: Path, params: dict) -> Sample:
             grey = np.asarray(image.convert("L").resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
     except UnidentifiedImageError:
         raise RawDataError(f"{path}: not an image file that Pillow can read") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # truncated or damaged image data
+        raise RawDataError(f"{path}: cannot read the image ({err})") from None
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if np.median(border) > 127:  # dark ink on light paper -> MNIST's light digit on black
         grey = 255 - grey

@@ -19,7 +19,8 @@ Encodings (after Graham, "Spatially-sparse convolutional neural networks", arXiv
   (as SparseConvNet's ``OnlineHandwritingPicture`` octogram, plus the constant channel).
 
 Directions are in the grid frame: x along columns, y along rows (downwards). A one-point
-stroke (a dot) marks one site with direction (0, 0).
+stroke (a dot) marks one site with direction (0, 0); a character that is only a dot marks
+the centre site, and a horizontal or vertical line is scaled by its length.
 """
 
 from __future__ import annotations
@@ -41,18 +42,22 @@ ENCODINGS: dict[str, tuple[str, ...]] = {
 def normalise(strokes: Sequence[np.ndarray], scale: float) -> list[np.ndarray]:
     """Centre the bounding box on the origin and scale its longer side to ``scale``.
 
-    ``strokes``: float arrays [m_i, 2] (x, y). Raises ``ValueError`` for a character whose
-    width or height is zero (nothing to scale; the reference code divides by zero).
+    ``strokes``: float arrays [m_i, 2] (x, y). A horizontal or vertical line (zero height or
+    width) is scaled by its length and lies on the centre line; a dot (every point the same)
+    is not scaled and lands on the centre. Raises ``ValueError`` only for coordinates so far
+    apart that their extent is not a finite number.
     """
     points = np.concatenate(strokes)
     lo, hi = points.min(axis=0), points.max(axis=0)
-    extent = hi - lo
-    if (extent <= 0).any():
-        raise ValueError(
-            f"the character has zero {'width' if extent[0] <= 0 else 'height'} "
-            f"(x {lo[0]:g}..{hi[0]:g}, y {lo[1]:g}..{hi[1]:g})"
-        )
-    centre, factor = (lo + hi) / 2, scale / extent.max()
+    with np.errstate(over="ignore"):  # checked below: an overflowing extent, factor or centre
+        longest = (hi - lo).max()
+        factor = scale / longest if longest > 0 else 0.0
+        centre = (lo + hi) / 2
+    if not np.isfinite(longest):
+        raise ValueError(f"the character spans x {lo[0]:g}..{hi[0]:g}, y {lo[1]:g}..{hi[1]:g}, beyond float range")
+    factor = factor if np.isfinite(factor) else 0.0  # an extent near the smallest float: a dot for every purpose
+    if not np.isfinite(centre).all():  # near the largest float; the usual formula is kept for its exact rounding
+        centre = lo + (hi - lo) / 2
     return [(np.asarray(s, dtype=np.float64) - centre) * factor for s in strokes]
 
 

@@ -100,7 +100,9 @@ def preprocess() -> None:
     """Convert a raw dataset into validated HDF5 shards (DIR/train, DIR/test, ...).
 
     Raw data comes from --source, else $SPARSENET_RAW/<dataset>/, else data/raw/<dataset>/,
-    else a download from the official source into data/raw/.
+    else a download from the official source into data/raw/. All splits replace DIR together
+    (an error or a kill leaves the old dataset); a DIR holding files sparsenet did not write
+    is refused unless --overwrite, which keeps those files.
     """
 
 
@@ -130,6 +132,13 @@ SOURCE = click.option(
 )
 
 
+OVERWRITE = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the dataset in --out even if the folder holds files sparsenet did not write; those are kept.",
+)
+
+
 def _out(default: str) -> Callable[[Command], Command]:
     """The ``--out`` option of a converter writing train/ and test/ under ``default``."""
     return click.option(
@@ -156,6 +165,8 @@ def _convert(name: str, source: Path, out: Path, **options: Any) -> None:
     click.echo(f"wrote {samples} samples to {result['out_dir']}")
     for note in result.get("skipped", []):
         click.echo(f"skipped {note}")
+    for kept in result.get("kept", []):
+        click.echo(f"kept {kept} (not written by sparsenet)")
 
 
 @preprocess.command(context_settings=CONTEXT, short_help="Assamese handwriting strokes -> stroke-site shards.")
@@ -196,8 +207,9 @@ def _convert(name: str, source: Path, out: Path, **options: Any) -> None:
     show_default=True,
     help="Writers whose samples form the test split.",
 )
+@OVERWRITE
 @reports_errors
-def assamese(source, out, scale, field, encoding, train_writers, test_writers) -> None:
+def assamese(source, out, scale, field, encoding, train_writers, test_writers, overwrite) -> None:
     """Online Handwritten Assamese Characters (183 classes, 45 writers) -> stroke sites."""
     _convert(
         "assamese",
@@ -208,6 +220,7 @@ def assamese(source, out, scale, field, encoding, train_writers, test_writers) -
         encoding=encoding,
         train_writers=train_writers,
         test_writers=test_writers,
+        overwrite=overwrite,
     )
 
 
@@ -221,10 +234,11 @@ def assamese(source, out, scale, field, encoding, train_writers, test_writers) -
     show_default=True,
     help="Side of the square grid each 28x28 digit is centred in.",
 )
+@OVERWRITE
 @reports_errors
-def mnist(source, out, field) -> None:
+def mnist(source, out, field, overwrite) -> None:
     """MNIST digits -> sites at the non-zero pixels, feature value/255 (exact)."""
-    _convert("mnist", _locate("mnist", source), out, field=field)
+    _convert("mnist", _locate("mnist", source), out, field=field, overwrite=overwrite)
 
 
 @preprocess.command(context_settings=CONTEXT, short_help="MNIST or Caltech-101 with random validity masks.")
@@ -252,11 +266,21 @@ def mnist(source, out, field) -> None:
     default=None,
     help="Output folder [default: data/masked-<dataset>-<sparsity>].",
 )
+@OVERWRITE
 @reports_errors
-def masked(dataset, sparsity, seed, size, source, out) -> None:
+def masked(dataset, sparsity, seed, size, source, out, overwrite) -> None:
     """Images with a random validity mask -> sites at the valid pixels (zeros included)."""
     out = out or Path(f"data/masked-{dataset}-{sparsity:g}")
-    _convert("masked", _locate(dataset, source), out, dataset=dataset, sparsity=sparsity, seed=seed, size=size)
+    _convert(
+        "masked",
+        _locate(dataset, source),
+        out,
+        dataset=dataset,
+        sparsity=sparsity,
+        seed=seed,
+        size=size,
+        overwrite=overwrite,
+    )
 
 
 def _corpus_options(kind: str, dataset: str) -> Callable[[Command], Command]:

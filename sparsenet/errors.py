@@ -28,6 +28,11 @@ class ShardError(_PathError):
     """A shard file or folder is missing, corrupt, foreign, or of an unsupported version."""
 
 
+class DatasetError(_PathError):
+    """A dataset folder cannot be written or read as one: it holds foreign files, another writer holds it,
+    or its splits come from different conversions."""
+
+
 class CheckpointError(_PathError):
     """A checkpoint is missing, corrupt, foreign, or does not match what it is used with."""
 

@@ -194,49 +194,78 @@ def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def iter_members(path: str | os.PathLike, match: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+def iter_members(
+    path: str | os.PathLike, match: Callable[[str], bool], *, skipped: list[str] | None = None
+) -> Iterator[tuple[str, bytes]]:
     """Yield ``(name, bytes)`` for every file under ``path`` whose POSIX name satisfies ``match``.
 
     ``path`` is a folder or an archive. In a folder, plain files win; if none match, the
     archives directly inside the folder are read instead (``$SPARSENET_RAW/assamese`` holds
     the tarball). Names are relative to ``path`` (or the archive root). Hidden files are skipped.
-    Order is the folder's sorted order or the archive's stored order.
+    Order is the folder's sorted order or the archive's stored order. A matching name that is
+    not a regular file (a folder named ``W3/12.3.txt``, a broken link, a pipe) is not read; a
+    note saying so is appended to ``skipped`` when given (the converters report these notes).
     """
     path = Path(path)
     if path.is_file():
-        yield from _iter_archive(path, match)
+        yield from _iter_archive(path, match, skipped)
         return
     if not path.is_dir():
         raise RawDataError(f"{path}: no such file or folder. {HOW_TO_SUPPLY}")
-    plain = [p for p in sorted(path.rglob("*")) if p.is_file() and not _hidden(p.relative_to(path))]
-    hits = [p for p in plain if match(p.relative_to(path).as_posix())]
-    if hits:
+    visible = [p for p in sorted(path.rglob("*")) if not _hidden(p.relative_to(path))]
+    hits = [p for p in visible if match(p.relative_to(path).as_posix())]
+    files = [p for p in hits if p.is_file()]
+    if files:
         for p in hits:
-            yield p.relative_to(path).as_posix(), p.read_bytes()
+            if p.is_file():
+                yield p.relative_to(path).as_posix(), p.read_bytes()
+            else:
+                _skip(skipped, p.relative_to(path).as_posix(), _kind(p))
         return
     archives = [p for p in sorted(path.iterdir()) if is_archive(p) and not p.name.startswith(".")]
     if not archives:
         raise RawDataError(f"{path}: no matching data files and no archive in this folder. {HOW_TO_SUPPLY}")
     for archive in archives:
-        yield from _iter_archive(archive, match)
+        yield from _iter_archive(archive, match, skipped)
+
+
+def _kind(path: Path) -> str:
+    if path.is_dir():
+        return "a folder"
+    if path.is_symlink() and not path.exists():
+        return "a broken link"
+    return "not a regular file"
+
+
+def _skip(skipped: list[str] | None, name: str, kind: str) -> None:
+    if skipped is not None:
+        skipped.append(f"{name}: {kind}, not a data file")
 
 
 def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def _iter_archive(path: Path, match: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+def _iter_archive(path: Path, match: Callable[[str], bool], skipped: list[str] | None) -> Iterator[tuple[str, bytes]]:
     name = path.name.lower()
     try:
         if name.endswith((".tar.gz", ".tgz", ".tar")):
             with tarfile.open(path, "r|*") as tar:  # streamed: one pass, nothing written to disk
                 for member in tar:
-                    if member.isfile() and match(member.name) and not _hidden(Path(member.name)):
+                    if not match(member.name.rstrip("/")) or _hidden(Path(member.name)):
+                        continue
+                    if member.isfile():
                         yield member.name, tar.extractfile(member).read()
+                    else:
+                        _skip(skipped, member.name, "a folder" if member.isdir() else "not a regular file")
         elif name.endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
                 for info in archive.infolist():
-                    if not info.is_dir() and match(info.filename) and not _hidden(Path(info.filename)):
+                    if not match(info.filename.rstrip("/")) or _hidden(Path(info.filename)):
+                        continue
+                    if info.is_dir():
+                        _skip(skipped, info.filename.rstrip("/"), "a folder")
+                    else:
                         yield info.filename, archive.read(info)
         elif name.endswith(".rar"):
             yield from _iter_rar(path, match)

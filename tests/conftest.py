@@ -125,3 +125,25 @@ def make_split(tmp_path: Path) -> Callable[..., Path]:
         return tmp_path / name
 
     return make
+
+
+@pytest.fixture(scope="session")
+def assert_digests() -> Callable[[Path, str], None]:
+    """``assert_digests(out_dir, name)``: every shard of ``out_dir`` has the ``content_sha256`` that the
+    converters had written for the real dataset ``name`` before they moved to DatasetWriter
+    (``fixtures/converter_digests.json``, keyed ``<name>/<split>/<file>``): the arrays did not change."""
+    import json
+
+    import h5py
+
+    expected = json.loads((REPO / "tests" / "fixtures" / "converter_digests.json").read_text())
+
+    def check(out_dir: Path, name: str) -> None:
+        want = {key.split("/", 1)[1]: digest for key, digest in expected.items() if key.split("/")[0] == name}
+        found = {}
+        for path in sorted(Path(out_dir).glob("*/shard-*.h5")):
+            with h5py.File(path, "r") as f:
+                found[f"{path.parent.name}/{path.name}"] = f.attrs["content_sha256"]
+        assert want and found == want
+
+    return check

@@ -7,7 +7,8 @@ import pytest
 
 from preprocess import assamese
 from preprocess.assamese import StrokeFileError, parse, parse_strokes, sample_from_file
-from preprocess.strokes import ENCODINGS, normalise, rasterise, render
+from preprocess.strokes import ENCODINGS
+from sparsenet.errors import RawDataError
 from sparsenet.shards import ShardReader
 from sparsenet.summary import summarize
 
@@ -48,8 +49,9 @@ def test_real_class_names_match_classes_tsv(real_records, raw_data):
 
 
 @pytest.mark.realdata
-def test_real_full_conversion(raw_data, tmp_path):
+def test_real_full_conversion(raw_data, tmp_path, assert_digests):
     result = assamese.convert(raw_data / "assamese", tmp_path)
+    assert_digests(tmp_path, "assamese")
     assert result["samples"] == {"train": 6588, "test": 1647} and result["num_classes"] == 183
     train, test = ShardReader(tmp_path / "train"), ShardReader(tmp_path / "test")
     assert {s.sample_id.split("/")[0] for s in test} == {f"W{w}" for w in range(37, 46)}
@@ -57,6 +59,12 @@ def test_real_full_conversion(raw_data, tmp_path):
     ee = next(s for s in train if s.sample_id == "W5/3.5.txt")
     assert ee.label == 2 and train.meta.class_names[2] == "E"
     assert [s.samples for s in summarize(tmp_path)] == [1647, 6588]
+
+
+@pytest.mark.realdata
+def test_real_octogram_conversion_is_unchanged(raw_data, tmp_path, assert_digests):
+    assamese.convert(raw_data / "assamese", tmp_path, encoding="octogram")
+    assert_digests(tmp_path, "assamese-octogram")
 
 
 def _bad(stroke_text, **kwargs) -> str:
@@ -106,14 +114,52 @@ def test_no_strokes(stroke_text):
 
 
 @pytest.mark.parametrize(
-    "strokes, what",
-    [([[(3, 0), (3, 9)]], "zero width"), ([[(0, 4), (9, 4)]], "zero height"), ([DOT, DOT], "zero width")],
+    "strokes, sites, direction",
+    [
+        ([[(3, 0), (3, 9)]], [(y, 47) for y in range(15, 80)], (0, 1)),  # a vertical line: zero width
+        ([[(0, 4), (9, 4)]], [(47, x) for x in range(15, 80)], (1, 0)),  # a horizontal line (a hyphen)
+        ([DOT], [(47, 47)], (0, 0)),  # a full stop: one stroke of one point
+        ([DOT, DOT, [(5, 9), (5, 9)]], [(47, 47)], (0, 0)),  # the pen touched the same place three times
+    ],
+    ids=["vertical", "horizontal", "dot", "repeated-dot"],
 )
-def test_degenerate_characters(tmp_path, stroke_text, strokes, what):
+def test_degenerate_characters_convert(tmp_path, stroke_text, strokes, sites, direction):
+    """Lines are scaled by their length onto the centre line, a dot is the centre site (field 95: 47.5)."""
     path = tmp_path / "1.1.txt"
     path.write_text(stroke_text(strokes), newline="")
-    with pytest.raises(StrokeFileError, match=f"1.1.txt: the character has {what}"):
-        sample_from_file(path)
+    coords, features = sample_from_file(path)
+    assert coords.tolist() == [list(site) for site in sites]
+    np.testing.assert_allclose(features, np.tile([*direction, 1], (len(sites), 1)), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "strokes, line",
+    [
+        ([[(100, 200), (777, 250), (300, 400)], [(500, 600)]], 6),  # few points: MAD, not IQR, still sees it
+        ([[(100 + i, 200 + 3 * i) for i in range(50)] + [(150, -777)]], 55),
+    ],
+)
+def test_far_coordinates_are_refused_with_file_and_line(stroke_text, strokes, line):
+    text = stroke_text(strokes).replace("777", "1e12")
+    with pytest.raises(StrokeFileError, match="far outside the file's other points") as info:
+        parse(text, "W3/12.3.txt")
+    assert str(info.value).startswith(f"W3/12.3.txt, line {line}:") and info.value.line == line
+    spread = [[(1000, 1000)] * 30 + [(1000, 1400), (1100, 1500)]]  # mostly one spot, a short stroke away: valid
+    assert len(parse(stroke_text(spread), "f").strokes) == 1
+
+
+def test_images_and_binary_files_are_not_stroke_files(tmp_path):
+    from PIL import Image
+
+    params = {"scale": 64, "field": 95, "encoding": "direction"}
+    Image.new("L", (28, 28)).save(tmp_path / "digit.png")
+    with pytest.raises(
+        RawDataError, match="digit.png: a PNG image, not a stroke file. The assamese converter and its models read"
+    ):
+        assamese.read_input(tmp_path / "digit.png", params)
+    (tmp_path / "blob.txt").write_bytes(b"CHARACTER_NAME: A\0\1\2")
+    with pytest.raises(RawDataError, match="blob.txt: a binary file, not a stroke file"):
+        assamese.read_input(tmp_path / "blob.txt", params)
 
 
 def test_tolerates_missing_markers_dots_and_crlf(stroke_text):
@@ -123,44 +169,6 @@ def test_tolerates_missing_markers_dots_and_crlf(stroke_text):
     np.testing.assert_array_equal(parsed.strokes[1], [[5, 9]])
     assert [len(s) for s in parse_strokes(text.replace("\r\n", "\n"))] == [3, 1]
     assert parse(stroke_text([LINE], "KA KHA GA"), "f").character_name == "KA KHA GA"  # a 4-word name is no row
-
-
-def test_normalise_keeps_aspect_and_centres():
-    out = normalise([np.array([[10.0, 100.0], [50.0, 120.0]])], 64)[0]
-    np.testing.assert_allclose(out, [[-32, -16], [32, 16]])
-
-
-@pytest.mark.parametrize("encoding", list(ENCODINGS))
-def test_rasterise_encodings(encoding):
-    coords, features = rasterise([np.array([[-20.0, 0.3], [20.0, 0.3]]), np.array([[5.0, 5.0]])], 64, encoding)
-    assert coords.dtype == np.int32 and features.dtype == np.float32
-    assert features.shape == (len(coords), len(ENCODINGS[encoding]))
-    assert len(np.unique(coords, axis=0)) == len(coords) and coords.min() >= 0 and coords.max() < 64
-    assert (coords[:, 0] == 32).sum() == 41 and [37, 37] in coords.tolist()  # 41 sites along the line, one dot
-    ink = features[:, ENCODINGS[encoding].index("ink")]
-    np.testing.assert_array_equal(ink, 1)
-    line, dot = features[coords[:, 0] == 32], features[coords[:, 0] == 37]
-    if encoding == "direction":  # moving right along x
-        np.testing.assert_allclose(line[:, :2], np.tile([1, 0], (41, 1)), atol=1e-6)
-        np.testing.assert_array_equal(dot[:, :2], 0)
-    if encoding == "octogram":
-        np.testing.assert_allclose(line[:, 1:], np.tile(np.eye(8)[0], (41, 1)), atol=1e-3)
-        np.testing.assert_array_equal(dot[:, 1:], 0)
-
-
-def test_rasterise_connects_and_merges():
-    coords, _ = rasterise([np.array([[-30.0, -29.0], [30.0, 29.0]])], 64)
-    assert np.abs(np.diff(coords, axis=0)).max() == 1  # sites of a monotone line in order: 8-connected, no gaps
-    right, left = np.array([[-20.0, 0.5], [20.0, 0.5]]), np.array([[20.0, 0.5], [-20.0, 0.5]])
-    coords, features = rasterise([right, left], 64, "direction")
-    assert len(coords) == 41
-    np.testing.assert_allclose(features, np.tile([0, 0, 1], (41, 1)), atol=1e-6)  # opposite directions average out
-    with pytest.raises(ValueError, match="outside the 64x64 field"):
-        rasterise([np.array([[0.0, 0.0], [40.0, 0.0]])], 64)
-    kept, _ = rasterise([np.array([[0.0, 0.0], [40.0, 0.0]])], 64, outside="drop")
-    assert kept[:, 1].max() == 63
-    with pytest.raises(ValueError, match="smaller than the field"):
-        render([np.array(LINE, dtype=float)], scale=95, field=95)
 
 
 def test_convert_synthetic_tree(assamese_tree, tmp_path):
@@ -184,9 +192,39 @@ def test_convert_synthetic_tree(assamese_tree, tmp_path):
     np.testing.assert_array_equal(features, reader[5].features)
 
 
+def test_convert_degenerate_characters_and_report_folders(assamese_tree, tmp_path, stroke_text):
+    from click.testing import CliRunner
+
+    from sparsenet.cli import main
+
+    (assamese_tree / "W3" / "9.3.txt").mkdir()  # a folder named like a stroke file
+    (assamese_tree / "W4" / "1.4.txt").write_text(stroke_text([DOT]), newline="")  # a full stop
+    (assamese_tree / "W4" / "2.4.txt").write_text(stroke_text([[(0, 4), (9, 4)]]), newline="")  # a hyphen
+    (assamese_tree / "W4" / "3.4.txt").write_text(
+        stroke_text([[(3, 0), (3, 9)], [(3, 9)]]), newline=""
+    )  # "1", a tap at its end
+    args = ["preprocess", "assamese", "--source", str(assamese_tree), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, [*args, "--train-writers", "1-3", "--test-writers", "4"])
+    assert result.exit_code == 0, result.output
+    assert "skipped W3/9.3.txt: a folder, not a data file" in result.output
+    test = {s.sample_id: s for s in ShardReader(tmp_path / "out" / "test")}
+    assert test["W4/1.4.txt"].coords.tolist() == [[47, 47]]
+    assert test["W4/2.4.txt"].coords[:, 0].tolist() == [47] * 65
+    assert test["W4/3.4.txt"].coords[:, 1].tolist() == [47] * 65
+    assert not (tmp_path / "out" / "train" / "9.3.txt").exists()
+
+
 def test_convert_bad_file_writes_nothing(assamese_tree, tmp_path, stroke_text):
     (assamese_tree / "W4" / "2.4.txt").write_text(stroke_text([LINE])[:-40], newline="")
     with pytest.raises(StrokeFileError, match=r"W4/2.4.txt, line \d+: the file ends without END_CHARACTER"):
+        assamese.convert(assamese_tree, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (assamese_tree / "W4" / "2.4.txt").write_bytes(b"\xff\xd8\xff\xe0\0\x10JFIF")
+    with pytest.raises(RawDataError, match="W4/2.4.txt: a binary file, not a stroke file"):
+        assamese.convert(assamese_tree, tmp_path / "out")
+    (assamese_tree / "W4" / "2.4.txt").unlink()
+    (assamese_tree / "W4" / "0.4.txt").write_text(stroke_text([LINE]), newline="")
+    with pytest.raises(RawDataError, match="W4/0.4.txt: class 0 in the file name"):
         assamese.convert(assamese_tree, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match=r"writers \[3\] are in both"):

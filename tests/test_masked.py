@@ -8,6 +8,7 @@ import torch
 
 from preprocess import caltech101, masked, mnist
 from sparsenet.config import for_dataset
+from sparsenet.errors import DatasetError
 from sparsenet.evaluate import evaluate
 from sparsenet.pipeline import load_network
 from sparsenet.shards import ShardReader
@@ -120,3 +121,22 @@ def test_caltech_shards_train_with_their_defaults_at_their_size(caltech_tree, tm
     network = load_network(tmp_path / "run" / "checkpoint.pt", torch.device("cpu"))[0]
     assert network.input_size() == (16, 16)  # built for the shards' field, not the 224 x 224 default
     assert 0 <= evaluate(tmp_path / "run" / "checkpoint.pt", tmp_path / "data", plot=False)["top1_error"] <= 1
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["mnist", "caltech101"])
+def test_real_conversion_is_unchanged(raw_data, tmp_path, assert_digests, dataset):
+    result = masked.convert(raw_data / dataset, tmp_path, dataset=dataset, sparsity=0.5)
+    assert_digests(tmp_path, f"masked-{dataset}-0.5")
+    assert sorted(result["samples"]) == sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+
+
+def test_overwrite_keeps_foreign_files(mnist_dir, tmp_path):
+    masked.convert(mnist_dir, tmp_path / "out", dataset="mnist", sparsity=0.5)
+    (tmp_path / "out" / "test" / "notes.md").write_text("mine")
+    with pytest.raises(DatasetError, match="notes.md: was not written by sparsenet"):
+        masked.convert(mnist_dir, tmp_path / "out", dataset="mnist", sparsity=0.9)
+    result = masked.convert(mnist_dir, tmp_path / "out", dataset="mnist", sparsity=0.9, overwrite=True)
+    assert result["kept"] == ["test/notes.md"] and (tmp_path / "out" / "test" / "notes.md").read_text() == "mine"
+    assert ShardReader(tmp_path / "out" / "test").meta.params["sparsity"] == 0.9

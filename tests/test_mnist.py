@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from preprocess import mnist
+from sparsenet.datasets import dataset_run_id
 from sparsenet.shards import ShardReader, shard_files
 from sparsenet.sources import RawDataError
 
@@ -32,9 +33,10 @@ def rebuild(folder, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.realdata
-def test_real_round_trip_is_exact(raw_data, tmp_path):
+def test_real_round_trip_is_exact(raw_data, tmp_path, assert_digests):
     original = mnist.load(raw_data / "mnist")
     result = mnist.convert(raw_data / "mnist", tmp_path)
+    assert_digests(tmp_path, "mnist")
     assert result["samples"] == {"train": 60000, "test": 10000}
     for split, (images, labels) in original.items():
         rebuilt, rebuilt_labels = rebuild(tmp_path / split, len(images))
@@ -90,4 +92,74 @@ def test_mismatched_or_missing_files(mnist_dir, idx_bytes):
         mnist.load(mnist_dir)
     (mnist_dir / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(RawDataError, match=r"no t10k-labels-idx1-ubyte\[.gz\] file"):
+        mnist.load(mnist_dir)
+
+
+@pytest.mark.parametrize("code, dtype", [(0x0B, ">i2"), (0x0D, ">f4"), (0x09, ">i1")])
+@pytest.mark.parametrize("kind", ["images", "labels"])
+def test_elements_must_be_unsigned_bytes(mnist_dir, code, dtype, kind):
+    """An int16 or float IDX file decodes fine but is not MNIST (features up to 125 once)."""
+    name = f"t10k-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+    array = mnist.read_idx(gzip.decompress((mnist_dir / f"{name}.gz").read_bytes()), name)
+    header = bytes([0, 0, code, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    (mnist_dir / f"{name}.gz").write_bytes(gzip.compress(header + array.astype(dtype).tobytes()))
+    with pytest.raises(RawDataError, match=f"{name}.gz: IDX elements of type 0x{code:02X}") as info:
+        mnist.load(mnist_dir)
+    assert "expected 0x08 (uint8)" in str(info.value)
+
+
+def test_blank_digit_is_refused_and_the_old_dataset_kept(mnist_dir, tmp_path, idx_bytes):
+    out = tmp_path / "out"
+    old = mnist.convert(mnist_dir, out)
+    images = mnist.load(mnist_dir)["test"][0].copy()
+    images[4] = 0
+    (mnist_dir / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
+    with pytest.raises(RawDataError, match="t10k-images image 4 is blank"):
+        mnist.convert(mnist_dir, out)
+    assert dataset_run_id(out) == old["run_id"]
+
+
+def test_a_failure_while_writing_test_keeps_the_old_train(mnist_dir, tmp_path, monkeypatch):
+    """Splits are swapped in together: a failure in ``test`` leaves the old ``train`` too."""
+    out = tmp_path / "out"
+    old = mnist.convert(mnist_dir, out, field=40)
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    real = mnist.add_pixel_samples
+
+    def failing(writer, valid, values, labels, ids, offset):
+        if ids[0].startswith("test/"):
+            raise OSError("disk full")
+        real(writer, valid, values, labels, ids, offset)
+
+    monkeypatch.setattr(mnist, "add_pixel_samples", failing)
+    with pytest.raises(OSError, match="disk full"):
+        mnist.convert(mnist_dir, out)
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert dataset_run_id(out) == old["run_id"] and ShardReader(out / "train").meta.spatial_shape == (40, 40)
+
+
+def test_read_input_names_a_damaged_image(tmp_path):
+    from PIL import Image
+
+    params = {"image_shape": [28, 28], "offset": [34, 34]}
+    Image.new("L", (28, 28), 255).save(tmp_path / "white.png")
+    cut = tmp_path / "cut.png"
+    image = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    Image.fromarray(image).save(cut)
+    cut.write_bytes(cut.read_bytes()[:200])  # a real PNG header, then nothing: "Truncated File Read"
+    (tmp_path / "fake.png").write_bytes(b"not an image at all")
+    for name, problem in [("cut.png", "cannot read the image"), ("fake.png", "not an image file")]:
+        with pytest.raises(RawDataError, match=f"{name}: {problem}"):
+            mnist.read_input(tmp_path / name, params)
+    with pytest.raises(RawDataError, match="white.png: the image is blank"):
+        mnist.read_input(tmp_path / "white.png", params)
+
+
+@pytest.mark.parametrize(
+    "shape, problem",
+    [((6, 20, 28), r"images of \[20, 28\] pixels, but the train images are \[28, 28\]"), ((6, 0, 28), "no images")],
+)
+def test_image_sizes_must_agree_and_be_non_empty(mnist_dir, idx_bytes, shape, problem):
+    (mnist_dir / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.ones(shape, np.uint8))))
+    with pytest.raises(RawDataError, match=f"t10k-images-idx3-ubyte.gz: {problem}"):
         mnist.load(mnist_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 import urllib.error
 import urllib.request
@@ -117,3 +118,31 @@ def test_iter_members_bad_archives(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RawDataError, match="no matching data files and no archive"):
         list(iter_members(tmp_path / "empty", lambda n: True))
+
+
+def test_iter_members_reports_what_it_skips(tmp_path):
+    """A folder (or link, or pipe) named like a data file is not read, and is reported, not silently dropped."""
+    match = lambda name: name.endswith(".txt")  # noqa: E731
+    plain = tmp_path / "plain"
+    (plain / "W3").mkdir(parents=True)
+    (plain / "W3" / "1.3.txt").write_bytes(b"one")
+    (plain / "W3" / "12.3.txt").mkdir()
+    (plain / "W3" / "13.3.txt").symlink_to("nowhere")
+    os.mkfifo(plain / "W3" / "14.3.txt")  # reading it would block forever
+    skipped: list[str] = []
+    assert list(iter_members(plain, match, skipped=skipped)) == [("W3/1.3.txt", b"one")]
+    assert skipped == [
+        "W3/12.3.txt: a folder, not a data file",
+        "W3/13.3.txt: a broken link, not a data file",
+        "W3/14.3.txt: not a regular file, not a data file",
+    ]
+    with tarfile.open(tmp_path / "data.tar", "w") as tar:
+        tar.add(plain / "W3" / "1.3.txt", "W3/1.3.txt")
+        tar.add(plain / "W3" / "12.3.txt", "W3/12.3.txt")
+    with zipfile.ZipFile(tmp_path / "data.zip", "w") as archive:
+        archive.writestr("W3/1.3.txt", b"one")
+        archive.writestr("W3/12.3.txt/", b"")
+    for archive in ("data.tar", "data.zip"):
+        skipped = []
+        assert list(iter_members(tmp_path / archive, match, skipped=skipped)) == [("W3/1.3.txt", b"one")]
+        assert skipped == ["W3/12.3.txt: a folder, not a data file"]
