@@ -44,7 +44,7 @@ import numpy as np
 from preprocess.caltech101 import decode
 from preprocess.images import SampleList, add_pixel_samples
 from preprocess.masked import validity_masks
-from preprocess.splits import Corpus, Item, by_split, read_raw, write_splits
+from preprocess.splits import SPLIT_MODES, Corpus, Item, by_split, read_raw, write_splits
 from sparsenet.converters import Converter
 from sparsenet.errors import ConfigError, RawDataError
 from sparsenet.shards import Sample, ShardMeta
@@ -245,4 +245,10 @@ def read_input(path: Path, params: dict) -> Sample:
     return Sample(sample.coords, _normal(sample.features, params), -1, str(path))
 
 
-CONVERTER = Converter("images", convert, read_input, "a folder of class subfolders of PNG/JPEG images -> pixel sites")
+CONVERTER = Converter(
+    "images",
+    convert,
+    read_input,
+    "a folder of class subfolders of PNG/JPEG images -> pixel sites",
+    {"channels": tuple(CHANNELS), "split": SPLIT_MODES},
+)

@@ -48,7 +48,7 @@ import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from preprocess.splits import Corpus, Item, by_split, read_raw, write_splits
+from preprocess.splits import SPLIT_MODES, Corpus, Item, by_split, read_raw, write_splits
 from preprocess.strokes import ENCODINGS, render
 from sparsenet.converters import Converter
 from sparsenet.errors import ConfigError, RawDataError
@@ -316,4 +316,10 @@ def read_input(path: Path, params: dict) -> Sample:
     return Sample(coords, features, -1, str(path))
 
 
-CONVERTER = Converter("inkml", convert, read_input, "InkML digital ink (CROHME, pen datasets) -> stroke sites")
+CONVERTER = Converter(
+    "inkml",
+    convert,
+    read_input,
+    "InkML digital ink (CROHME, pen datasets) -> stroke sites",
+    {"encoding": tuple(ENCODINGS), "split": SPLIT_MODES},
+)

@@ -35,7 +35,8 @@ import numpy as np
 
 from preprocess.caltech101 import split_indices
 from sparsenet.errors import ConfigError, RawDataError
-from sparsenet.shards import Sample, ShardMeta, ShardWriter
+from sparsenet.datasets import DatasetWriter
+from sparsenet.shards import Sample, ShardMeta
 
 SPLIT_FOLDERS = ("train", "val", "test")
 SPLIT_MODES = ("auto", "folder", "list", "fraction")
@@ -246,21 +247,20 @@ def write_splits(
 ) -> dict:
     """Write ``out_dir/<split>/`` for every split (samples in the given order); returns the converter's summary.
 
-    A split folder that already exists is refused unless ``overwrite``. Every split must hold
-    samples (an empty one raises :class:`RawDataError`), checked before anything is written.
-    The summary: ``out_dir``, ``samples`` (split -> count), ``num_classes``, ``split`` (the rule),
-    ``skipped`` (``notes``).
+    All splits replace ``out_dir`` together (:class:`~sparsenet.datasets.DatasetWriter`: files sparsenet
+    did not write there are refused, or kept with ``overwrite``). Every split must hold samples (an
+    empty one raises :class:`RawDataError`), checked before anything is written. The summary:
+    ``out_dir``, ``samples`` (split -> count), ``num_classes``, ``split`` (the rule), ``skipped``
+    (``notes``), ``run_id`` and ``kept`` (foreign files kept).
     """
-    out = Path(out_dir)
     if not meta.dataset.strip():
         raise ConfigError("the dataset name (--name) must not be empty")
     for split, samples in samples_by_split.items():
         if not samples:
             raise RawDataError(f"{meta.source}: no samples for the {split} split")
-        if not overwrite and (out / split).exists():
-            raise ConfigError(f"{out / split}: already exists; choose another output folder or pass --overwrite")
-    for split, samples in samples_by_split.items():
-        with ShardWriter(out / split, meta) as writer:
+    with DatasetWriter(out_dir, meta, overwrite=overwrite) as dataset:
+        for split, samples in samples_by_split.items():
+            writer = dataset.split(split)
             for s in samples:
                 writer.add(s.coords, s.features, s.label, s.sample_id)
     return {
@@ -269,6 +269,8 @@ def write_splits(
         "num_classes": meta.num_classes,
         "split": meta.params.get("split"),
         "skipped": list(notes),
+        "run_id": dataset.run_id,
+        "kept": dataset.kept,
     }
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from preprocess import inkml
 from preprocess.strokes import render
 from sparsenet.cli import main
-from sparsenet.errors import ConfigError, RawDataError
+from sparsenet.errors import ConfigError, DatasetError, RawDataError
 from sparsenet.shards import ShardReader
 
 NS = 'xmlns="http://www.w3.org/2003/InkML"'
@@ -270,13 +270,14 @@ def test_options_are_checked_and_output_is_not_overwritten(by_folder, tmp_path):
         inkml.convert(by_folder, tmp_path / "out", scale=95, field=95)
     inkml.convert(by_folder, tmp_path / "out", dataset="pen-symbols")
     assert ShardReader(tmp_path / "out" / "train").meta.dataset == "pen-symbols"
-    with pytest.raises(ConfigError, match="already exists"):
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="notes.txt"):  # a file sparsenet did not write stops the replacement
         inkml.convert(by_folder, tmp_path / "out")
     inkml.convert(by_folder, tmp_path / "out", overwrite=True, encoding="octogram")
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"  # --overwrite keeps it
     assert len(ShardReader(tmp_path / "out" / "train").meta.feature_names) == 9
 
 
-@pytest.mark.xfail(strict=False, reason="needs degenerate-stroke scaling from the datasets branch")
 def test_degenerate_symbols_convert(tmp_path):
     files = {
         "dot/a.inkml": ink(trace([(5, 5)])),
@@ -308,8 +309,9 @@ def test_cli_converts_and_reports_errors(by_folder, tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote 7 train, 4 test samples" in result.output
     assert ShardReader(tmp_path / "out" / "test").meta.dataset == "mine"
+    (tmp_path / "out" / "thesis.tex").write_text("mine")
     again = CliRunner().invoke(main, args)
-    assert again.exit_code == 1 and "Error: " in again.output and "--overwrite" in again.output
+    assert again.exit_code == 1 and "thesis.tex" in again.output and "--overwrite" in again.output
     (by_folder / "box" / "bad.inkml").write_text("<ink><trace>1 2")
     broken = CliRunner().invoke(main, [*args, "--overwrite"])
     assert broken.exit_code == 1 and f"Error: {by_folder / 'box' / 'bad.inkml'}: not well-formed XML" in broken.output

@@ -102,7 +102,10 @@ def test_samples_are_grouped_sorted_and_numbered_by_class_name(tmp_path):
         "num_classes": 3,
         "split": "list",
         "skipped": ["1 file left out"],
+        "run_id": summary["run_id"],
+        "kept": [],
     }
+    assert len(summary["run_id"]) == 32
     assert [s.sample_id for s in ShardReader(tmp_path / "out" / "test")] == ["f1#x", "f1#y"]
     with pytest.raises(RawDataError, match="no samples for the val split"):
         splits.write_splits(tmp_path / "other", meta, {"val": []})

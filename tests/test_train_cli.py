@@ -148,7 +148,7 @@ def test_report_tables_runs_and_plots_sparsity(tmp_path):
 
 def test_option_choices_match_the_library():
     from sparsenet import config
-    from sparsenet.cli import train as command
+    from sparsenet.cli.runs import train as command
 
     choices = {
         p.name: tuple(p.type.choices)
