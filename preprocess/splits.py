@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from preprocess.caltech101 import split_indices
-from sparsenet.errors import ConfigError, RawDataError
 from sparsenet.datasets import DatasetWriter
+from sparsenet.errors import ConfigError, RawDataError
 from sparsenet.shards import Sample, ShardMeta
 
 SPLIT_FOLDERS = ("train", "val", "test")
