@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 PART = ".part"  # suffix of shard files while their split is being written
+_DESCRIBED = ("spatial_shape", "num_classes", "feature_names")  # what a manifest says of its shards
 
 
 class ShardWriter:
@@ -203,14 +204,9 @@ class ShardReader:
         self.cache_shards = cache_shards
         with open_shard(self.shards[0].path) as f:
             self.meta = read_meta(f, self.shards[0].path)
+        described = [list(self.meta.spatial_shape), self.meta.num_classes, list(self.meta.feature_names)]
         for split in self.splits:
-            manifest = split.manifest or {}
-            described = (manifest.get("spatial_shape"), manifest.get("num_classes"), manifest.get("feature_names"))
-            if split.manifest is not None and described != (
-                list(self.meta.spatial_shape),
-                self.meta.num_classes,
-                list(self.meta.feature_names),
-            ):
+            if split.manifest is not None and [split.manifest[k] for k in _DESCRIBED] != described:
                 raise ShardError(split.path / MANIFEST, f"does not describe {self.shards[0].path}'s field and features")
         self._starts = np.concatenate([[0], np.cumsum([s.samples for s in self.shards])]).astype(np.int64)
         self._cache: OrderedDict[int, tuple[dict[str, np.ndarray], np.ndarray]] = OrderedDict()
@@ -289,11 +285,9 @@ class ShardReader:
                 yield self.sample(k, row)
 
     def _column(self, name: str) -> np.ndarray:
-        return np.concatenate([np.diff(a["offsets"]) if name == "sites" else a[name] for a, _ in self._each()])
-
-    def _each(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        for k in range(len(self.shards)):
-            yield self.shard(k)
+        """``name`` (an array, or "sites": sites per sample) of every shard, concatenated."""
+        arrays = (self.shard(k)[0] for k in range(len(self.shards)))
+        return np.concatenate([np.diff(a["offsets"]) if name == "sites" else a[name] for a in arrays])
 
     @property
     def labels(self) -> np.ndarray:

@@ -59,8 +59,19 @@ def _wrong_count(m):
         (lambda f: _edit(f, lambda m: m.update(samples=999999)), MANIFEST, '"samples" is 999999'),
         (lambda f: _edit(f, lambda m: m["files"][0].update(file="../x.h5")), MANIFEST, "bad entry"),
         (lambda f: _edit(f, lambda m: m.update(version=2)), MANIFEST, "this sparsenet reads"),
+        (lambda f: _edit(f, lambda m: m.update(num_classes=4)), MANIFEST, "does not describe"),
     ],
-    ids=["missing-file", "unlisted-file", "not-json", "no-manifest", "no-files", "wrong-total", "path", "version"],
+    ids=[
+        "missing-file",
+        "unlisted-file",
+        "not-json",
+        "no-manifest",
+        "no-files",
+        "wrong-total",
+        "path",
+        "version",
+        "meta",
+    ],
 )
 def test_a_split_that_disagrees_with_its_manifest_is_refused(make_split, damage, where, problem):
     folder = make_split(samples=7, per_shard=3)
