@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from sparsenet.augment import field_transform
-from sparsenet.batch import ShardDataset, collate
+from sparsenet.batch import ShardDataset
 from sparsenet.checkpoint import Checkpoint, load, load_weights, resolve
 from sparsenet.config import TrainConfig
 from sparsenet.errors import ConfigError
@@ -71,7 +70,7 @@ def loader(data: ShardDataset, batches: Sequence[Sequence[int]], workers: int = 
         data,
         batch_sampler=batches,
         num_workers=workers,
-        collate_fn=partial(collate, spatial_shape=data.transform.field),
+        collate_fn=data.collate,
     )
 
 

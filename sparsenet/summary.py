@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sparsenet.shards import ShardError, ShardMeta, ShardReader, shard_files, validate_file
+from sparsenet.manifest import dataset_splits
+from sparsenet.shards import ShardError, ShardMeta, ShardReader
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class SplitSummary:
     samples: int
     meta: ShardMeta
     sites: np.ndarray  # int64 [samples], sites per sample
+    run_id: str | None = None  # the dataset writer's run id from the manifest
 
     def describe(self) -> str:
         """Human-readable lines for the terminal."""
@@ -35,6 +36,7 @@ class SplitSummary:
                 f"  spatial shape:  {self.meta.spatial_shape[0]} x {self.meta.spatial_shape[1]}",
                 f"  features:       {', '.join(self.meta.feature_names)}",
                 f"  sites / sample: min {lo}, median {mid:g}, max {hi}",
+                *([f"  run id:         {self.run_id}"] if self.run_id else []),
                 f"  converter:      {self.meta.converter or '?'}",
                 *(f"    {key}: {_compact(value)}" for key, value in sorted(self.meta.params.items())),
             ]
@@ -54,21 +56,21 @@ def _compact(value) -> str:
 
 
 def summarize(path: str | os.PathLike) -> list[SplitSummary]:
-    """Validate every shard under ``path`` (a file or folder) and summarise each folder of shards.
+    """Validate every shard of ``path`` (a shard file, a split folder or a dataset folder of splits)
+    and summarise each split: its manifest, every file's SHA-256, counts and content.
 
-    Raises :class:`~sparsenet.shards.ShardError` naming the first bad file.
+    Raises :class:`~sparsenet.shards.ShardError` naming the first bad file, or the splits of a
+    dataset folder whose manifests record different run ids (written by different runs).
     """
-    groups: dict[Path, list[Path]] = defaultdict(list)
-    for file in shard_files(path):
-        groups[file.parent].append(file)
     out = []
-    for folder, files in sorted(groups.items()):
-        metas, counts, sites = zip(*(validate_file(f) for f in files))
-        for file, meta in zip(files, metas):
-            if not meta.compatible(metas[0]):
-                raise ShardError(file, f"does not match {files[0]} (spatial shape, classes or features differ)")
-        where = files[0] if Path(path).is_file() else folder
-        out.append(SplitSummary(where, len(files), sum(counts), metas[0], np.concatenate(sites)))
+    for split in dataset_splits(path):
+        reader = ShardReader(split, cache_shards=1)
+        sites = reader.sites_per_sample  # loads, and so fully checks, every shard
+        out.append(SplitSummary(split, len(reader.files), len(reader), reader.meta, sites, reader.run_id))
+    run_ids = {s.path.name: s.run_id for s in out if s.run_id is not None}
+    if len(set(run_ids.values())) > 1:
+        found = ", ".join(f"{name}: {run_id}" for name, run_id in sorted(run_ids.items()))
+        raise ShardError(path, f"splits written by different runs ({found}); re-run `sparsenet preprocess`")
     return out
 
 

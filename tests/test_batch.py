@@ -10,15 +10,15 @@ import torch
 from synthetic import characters
 
 from sparsenet.augment import field_transform
-from sparsenet.batch import ShardDataset, SparseBatch, collate
+from sparsenet.batch import Collate, ShardDataset, ShardStream, SparseBatch, collate
 from sparsenet.pipeline import loader
 from sparsenet.shards import Sample, ShardMeta, ShardReader, ShardWriter
 
 
 @pytest.fixture
 def batch(make_split) -> tuple[SparseBatch, list[Sample]]:
-    samples = list(ShardReader(make_split(samples=5)))
-    return collate(samples, (8, 6)), samples
+    reader = ShardReader(make_split(samples=5))
+    return ShardDataset(reader).collate(list(reader)), list(reader)
 
 
 def test_collate_shapes_dtypes_layout(batch):
@@ -110,3 +110,90 @@ def test_the_loader_fetches_whole_batches_with_getitems(strokes_split, monkeypat
         torch.testing.assert_close(batch.coords, expected.coords, rtol=0, atol=0)
         torch.testing.assert_close(batch.features, expected.features, rtol=0, atol=0)
     assert fetched == batches
+
+
+def test_the_batch_remembers_what_it_is(batch):
+    b, samples = batch
+    assert b.feature_names == ("a", "b") and b.num_classes == 3
+    assert b.sample_ids == tuple(s.sample_id for s in samples) == ("s0", "s1", "s2", "s3", "s4")
+    moved = b.to("cpu")
+    assert (moved.feature_names, moved.num_classes, moved.sample_ids) == (b.feature_names, 3, b.sample_ids)
+
+
+def test_sparse_coo_and_bxy_coordinates(batch):
+    b, samples = batch
+    coo = b.to_sparse_coo()
+    assert coo.shape == (5, 8, 6, 2) and coo.is_coalesced() and coo.sparse_dim() == 3
+    torch.testing.assert_close(coo.to_dense(), b.dense().permute(0, 2, 3, 1))
+    bxy = b.coordinates_bxy()
+    assert bxy.dtype == torch.int32 and bxy.shape == b.coords.shape
+    row = 0
+    for index, sample in enumerate(samples):  # (batch, x = column, y = row), rows in the order of features
+        for y, x in sample.coords.tolist():
+            assert bxy[row].tolist() == [index, x, y]
+            row += 1
+
+
+def test_collate_is_a_picklable_collate_fn_for_the_dataset_field(strokes_split):
+    import pickle
+
+    placed = ShardDataset(str(strokes_split), field_transform((32, 32), (40, 40), ("dx", "dy", "ink"), "none"))
+    assert placed.collate == Collate((40, 40), ("dx", "dy", "ink"), 3)
+    assert pickle.loads(pickle.dumps(placed.collate)) == placed.collate
+    loader = torch.utils.data.DataLoader(placed, batch_size=5, num_workers=2, collate_fn=placed.collate)
+    batches = list(loader)
+    assert [b.spatial_shape for b in batches] == [(40, 40)] * 3 and batches[0].sample_ids[0] == "char0"
+
+
+def _stream_ids(split, rank, world, workers, epoch, seed=0):
+    stream = ShardStream(ShardReader(split), rank=rank, world_size=world, seed=seed)
+    stream.set_epoch(epoch)
+    loader = torch.utils.data.DataLoader(stream, batch_size=4, num_workers=workers, collate_fn=stream.collate)
+    ids = [i for batch in loader for i in batch.sample_ids]
+    assert len(ids) == len(stream)
+    return ids
+
+
+@pytest.fixture
+def uneven_split(tmp_path):
+    """A split of 10 shards holding 5, 5, ..., 5, 3 samples (48 in all), ids "0".."47"."""
+    meta = ShardMeta((8, 8), 2, ("ink",))
+    with ShardWriter(tmp_path / "uneven", meta, samples_per_shard=5) as writer:
+        for i in range(48):
+            writer.add(np.array([[i % 8, i // 8]]), np.ones((1, 1)), i % 2, str(i))
+    return tmp_path / "uneven"
+
+
+def test_two_ranks_by_two_workers_read_every_sample_once_per_epoch(uneven_split):
+    epochs = []
+    for epoch in (0, 1):
+        per_rank = [_stream_ids(uneven_split, rank, 2, 2, epoch) for rank in (0, 1)]
+        everything = per_rank[0] + per_rank[1]
+        assert sorted(everything, key=int) == [str(i) for i in range(48)]  # once each, no sample twice
+        assert abs(len(per_rank[0]) - len(per_rank[1])) <= 5  # balanced to within a shard
+        epochs.append(per_rank)
+    assert epochs[0] != epochs[1]  # a new order every epoch
+    assert _stream_ids(uneven_split, 1, 2, 2, 1) == epochs[1][1]  # and the same order again for the same seed
+    assert _stream_ids(uneven_split, 1, 2, 2, 1, seed=5) != epochs[1][1]
+
+
+def test_a_stream_worker_holds_a_bounded_number_of_shards(uneven_split):
+    stream = ShardStream(ShardReader(uneven_split, cache_shards=1), shuffle=False)
+    ids = []
+    for sample in stream:
+        ids.append(sample.sample_id)
+        assert len(stream.reader.cached()) == 1
+    assert ids == [str(i) for i in range(48)]  # without shuffle: file order, row order
+
+
+def test_stream_and_map_style_augment_a_sample_alike(strokes_split):
+    transform = field_transform((32, 32), (40, 40), ("dx", "dy", "ink"), "affine")
+    stream, data = (
+        ShardStream(str(strokes_split), transform, seed=3),
+        ShardDataset(str(strokes_split), transform, seed=3),
+    )
+    for d in (stream, data):
+        d.set_epoch(2)
+    streamed = {s.sample_id: s for s in stream}
+    expected = [data[i] for i in range(len(data))]
+    assert_same_samples([streamed[s.sample_id] for s in expected], expected)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 import textwrap
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -21,9 +21,8 @@ from sparsenet.shards import (
     ShardReader,
     ShardWriter,
     shard_files,
-    validate_file,
-    write_shard,
 )
+from sparsenet.summary import summarize
 
 
 def test_round_trip(make_split):
@@ -45,73 +44,7 @@ def test_round_trip(make_split):
     assert [f["samples"] for f in manifest["files"]] == [3, 3, 1]
 
 
-def _arrays(**changes) -> dict[str, np.ndarray]:
-    arrays = {
-        "coords": np.array([[0, 0], [1, 2], [3, 3]], dtype=np.int32),
-        "features": np.ones((3, 2), dtype=np.float32),
-        "offsets": np.array([0, 2, 3], dtype=np.int64),
-        "labels": np.array([0, 2], dtype=np.int64),
-    }
-    for name, value in changes.items():
-        arrays[name] = np.asarray(value, dtype=arrays[name].dtype)
-    return arrays
-
-
 META = ShardMeta((4, 4), 3, ("a", "b"))
-
-
-@pytest.mark.parametrize(
-    "changes, problem",
-    [
-        ({"features": [[1, 1], [np.nan, 1], [1, 1]]}, "NaN"),
-        ({"labels": [0, 3]}, "labels outside 0..2"),
-        ({"labels": [-1, 0]}, "labels outside"),
-        ({"coords": [[0, 0], [1, 4], [3, 3]]}, "coords outside the field"),
-        ({"coords": [[0, 0], [-1, 2], [3, 3]]}, "coords outside the field"),
-        ({"offsets": [0, 0, 3]}, "not strictly increasing"),
-        ({"offsets": [0, 2, 4]}, "offsets must run from 0 to 3"),
-        ({"offsets": [0, 3]}, "offsets has 2 entries for 2 labels"),
-    ],
-)
-def test_validation_rejects_bad_content(tmp_path, changes, problem):
-    path = tmp_path / "bad.h5"
-    write_shard(path, META, _arrays(**changes), ["x", "y"])
-    with pytest.raises(ShardError, match=re.escape(problem)) as info:
-        validate_file(path)
-    assert str(path) in str(info.value)
-
-
-def _set_attr(path, name, value):
-    with h5py.File(path, "r+") as f:
-        f.attrs[name] = value
-
-
-def _bump_feature(path):
-    with h5py.File(path, "r+") as f:
-        f["features"][0, 0] += 1
-
-
-@pytest.mark.parametrize(
-    "damage, problem",
-    [
-        (lambda p: p.write_bytes(b"definitely not hdf5" * 10), "not a readable HDF5 file"),
-        (
-            lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
-            "not a readable HDF5 file|cannot be read",
-        ),
-        (lambda p: h5py.File(p, "w").close(), "not a sparsenet shard"),
-        (lambda p: _set_attr(p, "format", "anndata"), "not a sparsenet shard"),
-        (lambda p: _set_attr(p, "version", 2), "format version 2; this sparsenet reads version 1"),
-        (_bump_feature, "checksum mismatch"),
-    ],
-    ids=["garbage", "truncated", "foreign-empty", "foreign-format", "wrong-version", "modified"],
-)
-def test_validation_rejects_bad_files(tmp_path, damage, problem):
-    path = tmp_path / "shard.h5"
-    write_shard(path, META, _arrays(), ["x", "y"])
-    damage(path)
-    with pytest.raises(ShardError, match=problem):
-        validate_file(path)
 
 
 def test_writer_refuses_bad_samples(tmp_path):
@@ -136,19 +69,23 @@ def test_writer_refuses_bad_samples(tmp_path):
     assert len(ShardReader(tmp_path / "out")) == 1
 
 
-def test_shard_files_skips_unfinished_and_foreign_names(tmp_path, make_split):
+def test_shard_files_skip_unfinished_writes(tmp_path, make_split):
     folder = make_split("train")
     hidden = tmp_path / ".train.tmp-1-x"
     hidden.mkdir()
     (hidden / "shard-00000.h5").write_bytes((folder / "shard-00000.h5").read_bytes())
-    assert all(".tmp" not in str(f) for f in shard_files(tmp_path))
+    assert shard_files(tmp_path / "train") == [
+        folder / "shard-00000.h5",
+        folder / "shard-00001.h5",
+        folder / "shard-00002.h5",
+    ]
     part = tmp_path / "shard-00009.h5.part"
     part.write_bytes(b"")
     with pytest.raises(ShardError, match="not a .h5 shard file"):
         shard_files(part)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ShardError, match="no shard-"):
+    with pytest.raises(ShardError, match="no manifest.json"):
         shard_files(empty)
 
 
@@ -187,28 +124,138 @@ def test_reader_in_dataloader_workers(make_split):
     assert sum(len(b.coords) for b in batches) == int(dataset.reader.sites_per_sample.sum())
 
 
-def _doc_example(repo_root) -> str:
+def _doc_examples(repo_root) -> list[str]:
+    """The python blocks of docs/shard-format.md: the reader without sparsenet, then the writer example."""
     text = (repo_root / "docs" / "shard-format.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert len(blocks) == 1, "docs/shard-format.md should hold one python example"
-    return textwrap.dedent(blocks[0])
+    assert len(blocks) == 2, "docs/shard-format.md should hold two python examples (reading, writing)"
+    return [textwrap.dedent(block) for block in blocks]
+
+
+def _documented_split(repo_root):
+    namespace: dict = {"__name__": "shard_format_example"}
+    exec(compile(_doc_examples(repo_root)[0], "docs/shard-format.md", "exec"), namespace)
+    return namespace
 
 
 def test_documented_reader_matches_shard_reader(make_split, capsys, monkeypatch, repo_root):
     folder = make_split(samples=7, per_shard=3)
-    namespace: dict = {"__name__": "shard_format_example"}
-    exec(compile(_doc_example(repo_root), "docs/shard-format.md", "exec"), namespace)
-    reader = ShardReader(folder)
-    documented = namespace["read_split"](folder)
+    namespace = _documented_split(repo_root)
+    documented, reader = namespace["Split"](folder), ShardReader(folder)
     assert len(documented) == len(reader)
-    for (coords, features, label), sample in zip(documented, reader):
+    for i, sample in enumerate(reader):
+        coords, features, label, sample_id = documented[i]
         np.testing.assert_array_equal(coords, sample.coords)
         np.testing.assert_array_equal(features, sample.features)
-        assert label == sample.label
-    coords, features, label = namespace["read_sample"](folder / "shard-00001.h5", 1)
-    np.testing.assert_array_equal(coords, reader[4].coords)
+        assert (label, sample_id) == (sample.label, sample.sample_id)
     dense = namespace["to_dense"](coords, features, reader.meta.spatial_shape)
     np.testing.assert_array_equal(dense[:, coords[:, 0], coords[:, 1]], features.T)
-    monkeypatch.setattr(sys, "argv", ["example", str(folder / "shard-00000.h5")])
-    exec(compile(_doc_example(repo_root), "docs/shard-format.md", "exec"), {"__name__": "__main__"})
-    assert "sample 0: 1 sites, features ['a', 'b'], label 0 (zero)" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["example", str(folder)])
+    exec(compile(_doc_examples(repo_root)[0], "docs/shard-format.md", "exec"), {"__name__": "__main__"})
+    assert "7 samples; sample 0 (s0): 1 sites, features ['a', 'b'], label 0, dense (2, 8, 6)" in capsys.readouterr().out
+
+
+def test_documented_reader_in_dataloader_workers_opens_each_file_once(make_split, repo_root, monkeypatch):
+    folder = make_split(samples=10, per_shard=4)
+    namespace = _documented_split(repo_root)
+    split = namespace["Split"](folder)
+    opened = []
+    real_open = namespace["open_shard"]
+    namespace["open_shard"] = lambda path: opened.append(path) or real_open(path)
+    assert [split[i][3] for i in range(10)] == [f"s{i}" for i in range(10)]
+    assert len(opened) == 3  # one handle per file in this process, not one per sample
+    loader = torch.utils.data.DataLoader(split, batch_size=4, num_workers=2, collate_fn=list)
+    assert sorted(s[3] for batch in loader for s in batch) == sorted(f"s{i}" for i in range(10))
+
+
+def test_documented_writer_example_runs(tmp_path, monkeypatch, repo_root, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_doc_examples(repo_root)[1], "docs/shard-format.md", "exec"), {"__name__": "__main__"})
+    assert capsys.readouterr().out.strip() == "100 [40, 40, 20] cloud-0 ('height', 'ink')"
+    (split,) = summarize(tmp_path / "my-points")
+    assert split.samples == 100 and split.meta.class_names == ("flat", "bump")
+    labels = ShardReader(tmp_path / "my-points" / "train").labels
+    assert labels.tolist() == [i % 2 for i in range(100)]
+
+
+@pytest.fixture
+def many_shards(tmp_path):
+    """A split of 30 shards of 2 samples each (sample i has i % 4 + 1 sites, label i % 3)."""
+    meta = ShardMeta((8, 6), 3, ("a",), ("zero", "one", "two"))
+    with ShardWriter(tmp_path / "many", meta, samples_per_shard=2) as writer:
+        for i in range(60):
+            writer.add(
+                np.stack([np.arange(i % 4 + 1), np.full(i % 4 + 1, i % 6)], axis=1),
+                np.ones((i % 4 + 1, 1)),
+                i % 3,
+                f"s{i}",
+            )
+    return tmp_path / "many"
+
+
+def test_len_and_locate_come_from_the_manifest(many_shards):
+    reader = ShardReader(many_shards)
+    for k in range(1, 30):  # only the first file is opened (for the meta); the others may even be gone
+        (many_shards / f"shard-{k:05d}.h5").unlink()
+    assert len(reader) == 60 and reader.locate(59) == (29, 1) and reader.file_counts == [2] * 30
+    assert reader.cached() == []
+
+
+def test_the_cache_holds_at_most_cache_shards(many_shards):
+    reader = ShardReader(many_shards, cache_shards=3)
+    order = np.random.default_rng(0).permutation(60)
+    for i in order:
+        sample = reader[int(i)]
+        assert sample.sample_id == f"s{i}" and len(sample.coords) == i % 4 + 1
+        assert len(reader.cached()) <= 3
+    assert reader.cached()[-1] == reader.locate(int(order[-1]))[0]  # least recently used goes first
+    with pytest.raises(ValueError, match="cache_shards"):
+        ShardReader(many_shards, cache_shards=0)
+
+
+def _cached_in_worker(samples):
+    """A collate_fn reporting how many shards the worker's reader holds."""
+    info = torch.utils.data.get_worker_info()
+    return len(info.dataset.reader.cached()), [s.sample_id for s in samples]
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_workers_read_lazily_forked_or_spawned(many_shards, context):
+    dataset = ShardDataset(ShardReader(many_shards, cache_shards=2))
+    dataset[0]  # the parent holds a shard before the workers start
+    workers = 2 if context == "fork" else 1  # a spawned worker imports torch: keep it to one
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=5,
+        shuffle=True,
+        num_workers=workers,
+        multiprocessing_context=context,
+        collate_fn=_cached_in_worker,
+    )
+    seen = []
+    for cached, ids in loader:
+        assert cached <= 2
+        seen += ids
+    assert sorted(seen) == sorted(f"s{i}" for i in range(60))
+
+
+def test_a_reader_pickles_without_its_cache(many_shards):
+    import pickle
+
+    reader = ShardReader(many_shards)
+    [reader[i] for i in range(0, 60, 2)]
+    copy = pickle.loads(pickle.dumps(reader))
+    assert reader.cached() and copy.cached() == []
+    assert copy[59].sample_id == "s59" and len(copy) == 60
+
+
+def test_the_data_api_is_exported_from_the_package_top_without_importing_torch():
+    code = (
+        "import sys, sparsenet; assert 'torch' not in sys.modules and 'h5py' not in sys.modules; "
+        "from sparsenet import ShardReader, ShardDataset, ShardStream, ShardWriter, ShardMeta, collate, SparseBatch; "
+        "import sparsenet.shards, sparsenet.batch; "
+        "assert ShardReader is sparsenet.shards.ShardReader and collate is sparsenet.batch.collate; "
+        "import os; assert os.environ['MKL_CBWR'] == 'AUTO,STRICT'"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

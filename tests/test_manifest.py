@@ -1,0 +1,124 @@
+"""A split by its manifest: file list, counts and checksums from manifest.json; dataset folders refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from sparsenet import manifest as manifest_module
+from sparsenet.manifest import MANIFEST, dataset_splits, file_sha256, open_split
+from sparsenet.shards import ShardError, ShardReader
+
+
+def _edit(folder, change):
+    path = folder / MANIFEST
+    values = json.loads(path.read_text())
+    change(values)
+    path.write_text(json.dumps(values))
+
+
+def test_file_list_counts_and_checksums_come_from_the_manifest(make_split):
+    folder = make_split(samples=7, per_shard=3)
+    split = open_split(folder)
+    assert [(s.path.name, s.samples) for s in split.files] == [
+        ("shard-00000.h5", 3),
+        ("shard-00001.h5", 3),
+        ("shard-00002.h5", 1),
+    ]
+    assert all(s.sha256 == file_sha256(s.path) for s in split.files)
+    assert split.run_id is None
+    _edit(folder, lambda m: m.update(run_id="run-1"))
+    assert open_split(folder).run_id == "run-1" and ShardReader(folder).run_id == "run-1"
+
+
+def _zero_sha(m):
+    m["files"][1]["sha256"] = "0" * 64
+
+
+def _wrong_count(m):
+    m["files"][1]["samples"] = 2
+    m["samples"] = 6
+
+
+@pytest.mark.parametrize(
+    "damage, where, problem",
+    [
+        (lambda f: (f / "shard-00001.h5").unlink(), "shard-00001.h5", "listed in manifest.json but missing"),
+        (
+            lambda f: (f / "shard-00007.h5").write_bytes((f / "shard-00000.h5").read_bytes()),
+            "shard-00007.h5",
+            "not listed in manifest.json",
+        ),
+        (lambda f: (f / MANIFEST).write_text("{not json"), MANIFEST, "not valid JSON"),
+        (lambda f: (f / MANIFEST).unlink(), "split", r"3 shard-\*\.h5 file\(s\) but no manifest.json"),
+        (lambda f: _edit(f, lambda m: m.pop("files")), MANIFEST, "field 'files' is missing"),
+        (lambda f: _edit(f, lambda m: m.update(samples=999999)), MANIFEST, '"samples" is 999999'),
+        (lambda f: _edit(f, lambda m: m["files"][0].update(file="../x.h5")), MANIFEST, "bad entry"),
+        (lambda f: _edit(f, lambda m: m.update(version=2)), MANIFEST, "this sparsenet reads"),
+        (lambda f: _edit(f, lambda m: m.update(num_classes=4)), MANIFEST, "does not describe"),
+    ],
+    ids=[
+        "missing-file",
+        "unlisted-file",
+        "not-json",
+        "no-manifest",
+        "no-files",
+        "wrong-total",
+        "path",
+        "version",
+        "meta",
+    ],
+)
+def test_a_split_that_disagrees_with_its_manifest_is_refused(make_split, damage, where, problem):
+    folder = make_split(samples=7, per_shard=3)
+    damage(folder)
+    with pytest.raises(ShardError, match=problem) as info:
+        ShardReader(folder)
+    assert info.value.path.endswith(where)
+
+
+@pytest.mark.parametrize("damage, problem", [(_zero_sha, "SHA-256 differs"), (_wrong_count, "holds 3 samples")])
+def test_checksum_or_count_mismatch_names_the_file_on_reading(make_split, damage, problem):
+    folder = make_split(samples=7, per_shard=3)
+    _edit(folder, damage)
+    reader = ShardReader(folder)
+    assert reader[0].sample_id == "s0"  # shard 0 is fine
+    with pytest.raises(ShardError, match=problem) as info:
+        reader.shard(1)
+    assert info.value.path == str(folder / "shard-00001.h5")
+
+
+def test_a_dataset_folder_is_refused_naming_its_splits(make_split, tmp_path):
+    make_split("train")
+    make_split("test", samples=4)
+    (tmp_path / ".train.tmp-1-abc").mkdir()  # a writer's leftover is not a split
+    with pytest.raises(ShardError, match=r"holding 2 split\(s\) \(test, train\)"):
+        ShardReader(tmp_path)
+    assert dataset_splits(tmp_path) == [tmp_path / "test", tmp_path / "train"]
+    assert dataset_splits(tmp_path / "train") == [tmp_path / "train"]
+
+
+def test_a_single_file_reads_without_a_manifest(make_split):
+    folder = make_split(samples=7, per_shard=3)
+    (folder / MANIFEST).unlink()
+    reader = ShardReader(folder / "shard-00001.h5")
+    assert [s.sample_id for s in reader] == ["s3", "s4", "s5"] and reader.run_id is None
+
+
+def test_each_file_is_hashed_once_per_process(make_split, monkeypatch):
+    folder = make_split(samples=7, per_shard=3)
+    hashed = []
+    counting = SimpleNamespace(sha256=lambda: hashed.append(1) or hashlib.sha256())
+    monkeypatch.setattr(manifest_module, "hashlib", counting)
+    monkeypatch.setattr(manifest_module, "_HASHED", {})
+    for _ in range(3):  # three epochs, three readers
+        assert len(ShardReader(folder, cache_shards=1).labels) == 7
+    assert len(hashed) == 3
+    path = folder / "shard-00000.h5"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # changed: hashed again
+    assert len(ShardReader(folder).labels) == 7
+    assert len(hashed) == 4
