@@ -66,12 +66,7 @@ def dataset(reader: ShardReader, network_field: tuple[int, int], augment: str = 
 
 def loader(data: ShardDataset, batches: Sequence[Sequence[int]], workers: int = 0) -> torch.utils.data.DataLoader:
     """A DataLoader yielding one :class:`~sparsenet.batch.SparseBatch` per index list of ``batches``."""
-    return torch.utils.data.DataLoader(
-        data,
-        batch_sampler=batches,
-        num_workers=workers,
-        collate_fn=data.collate,
-    )
+    return torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=workers, collate_fn=data.collate)
 
 
 def in_batches(indices: Sequence[int], size: int) -> list[list[int]]:

@@ -71,12 +71,7 @@ class ShardWriter:
     """
 
     def __init__(
-        self,
-        out_dir: str | os.PathLike,
-        meta: ShardMeta,
-        *,
-        samples_per_shard: int = 10_000,
-        run_id: str | None = None,
+        self, out_dir: str | os.PathLike, meta: ShardMeta, *, samples_per_shard: int = 10_000, run_id: str | None = None
     ):
         self.out_dir = Path(out_dir)
         self.meta = meta

@@ -14,14 +14,7 @@ import pytest
 import torch
 
 from sparsenet.batch import ShardDataset
-from sparsenet.shards import (
-    MANIFEST,
-    ShardError,
-    ShardMeta,
-    ShardReader,
-    ShardWriter,
-    shard_files,
-)
+from sparsenet.shards import MANIFEST, ShardError, ShardMeta, ShardReader, ShardWriter, shard_files
 from sparsenet.summary import summarize
 
 
