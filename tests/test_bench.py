@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from sparsenet.cli import main
 
-CASES = ("layer", "steps", "growth", "pipeline", "loading", "efficiency", "parallel", "contention")
+CASES = ("layer", "steps", "growth", "pipeline", "loading", "efficiency", "parallel", "contention", "loader")
 
 
 def _numbers(value):

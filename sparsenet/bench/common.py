@@ -66,6 +66,9 @@ class Settings:
     contention_epochs: int = 2  # epochs per run beside a busy process (the first is not timed)
     contention_rounds: int = 2  # runs of each setting, alone and loaded, taking turns
     contention_alone: bool = True  # also run without the busy process (quick mode skips it)
+    loader_workers: int = 2  # DataLoader workers of the public-API case
+    loader_batch: int = 100
+    loader_epochs: int = 3  # the first is a warm-up, not timed
     seed: int = 0
 
     @classmethod
@@ -93,6 +96,8 @@ class Settings:
             contention_epochs=1,
             contention_rounds=1,
             contention_alone=False,
+            loader_batch=16,
+            loader_epochs=1,
             threads=threads,
         )
 

@@ -23,6 +23,7 @@ from sparsenet.bench.sections import (
     contention_section,
     efficiency_section,
     growth_section,
+    loader_section,
     loading_section,
     met_cell,
     parallel_section,
@@ -181,6 +182,7 @@ def write_report(results: BenchResults, out: Path) -> Path:
         efficiency_section(results),
         parallel_section(results),
         contention_section(results),
+        loader_section(results),
     ]
     analysis = plots / ANALYSIS
     if analysis.is_file() and not results.settings.quick:

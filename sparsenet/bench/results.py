@@ -136,6 +136,18 @@ class ContentionResult:
 
 
 @dataclass
+class LoaderResult:
+    """Case 8: one way of reading a split with a plain DataLoader."""
+
+    label: str  # the dataset class and its options
+    workers: int  # DataLoader worker processes
+    samples: int  # samples per epoch
+    rate: Stats  # samples/s of the timed epochs
+    worker_peak_bytes: int  # peak resident memory of the largest worker
+    split_bytes: int  # the split's shard files on disk
+
+
+@dataclass
 class BenchResults:
     """Everything one run measured (``results.json``), with the settings and machine it ran on."""
 
@@ -151,6 +163,7 @@ class BenchResults:
     efficiency: list[EfficiencyResult] = field(default_factory=list)
     parallel: list[ParallelResult] = field(default_factory=list)
     contention: list[ContentionResult] = field(default_factory=list)
+    loader: list[LoaderResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts and lists for ``json.dumps``."""

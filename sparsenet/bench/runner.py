@@ -16,7 +16,9 @@ The cases, each in its own module of this package:
 6. ``parallel`` (:mod:`~sparsenet.bench.parallel`): ``sparsenet train`` with ``--procs auto``
    against ``--procs 1`` on the full Assamese training shards (issue 7);
 7. ``contention`` (:mod:`~sparsenet.bench.contention`): the defaults and ``--procs 1``, alone and
-   beside one busy process (issue 14).
+   beside one busy process (issue 14);
+8. ``loader`` (:mod:`~sparsenet.bench.loader`): the public data API (``ShardStream``,
+   ``ShardDataset``) in a plain DataLoader with 2 workers: samples/s and peak worker memory (issue 15).
 
 Every timing is a median over repeats, with min and max; two things compared (sparse and dense,
 loop and bare) run interleaved in one process, so a slow moment hits both, and each ratio is
@@ -55,7 +57,7 @@ def run_bench(
     with torch_threads(threads), tempfile.TemporaryDirectory(prefix="sparsenet-bench-") as tmp:
         # The case modules load spconv, which must come after the thread count is set (see "Noise"
         # in docs/bench/analysis.md): hence imported here, not at the top.
-        from sparsenet.bench import contention, efficiency, feeding, growth, parallel, steps
+        from sparsenet.bench import contention, efficiency, feeding, growth, loader, parallel, steps
 
         results = BenchResults(settings, machine(threads), command)
         scratch = Path(tmp)
@@ -70,6 +72,7 @@ def run_bench(
             "efficiency": lambda: efficiency.bench_efficiency(workspace, settings),
             "parallel": lambda: parallel.bench_parallel(workspace, settings, scratch / "parallel"),
             "contention": lambda: contention.bench_contention(workspace, settings, scratch / "contention"),
+            "loader": lambda: loader.bench_loader(workspace, settings),
         }
         for name, case in cases.items():
             log(f"bench: {name} ...")

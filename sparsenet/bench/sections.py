@@ -331,3 +331,29 @@ def contention_section(results: BenchResults) -> list[str]:
         "",
         *table(("setting", "beside it", "processes", "threads each", "samples/s per epoch"), rows),
     ]
+
+
+def loader_section(results: BenchResults) -> list[str]:
+    """Section 8: the public data API in a plain DataLoader."""
+    s = results.settings
+    rows = [
+        (
+            r.label,
+            r.workers,
+            f"{r.samples:,}",
+            stats_cell(r.rate),
+            f"{r.worker_peak_bytes / 2**20:.0f} MiB",
+            f"{r.split_bytes / 2**20:.0f} MiB",
+        )
+        for r in results.loader
+    ]
+    return [
+        "## 8. The data API in a plain DataLoader",
+        "",
+        f"A fresh process reads the MNIST training split through `torch.utils.data.DataLoader` with "
+        f"{s.loader_workers} workers, batch {s.loader_batch} and the dataset's own `collate` (README, "
+        f'"Shards"): {s.loader_epochs} epochs, the first a warm-up. Peak memory is the largest worker\'s '
+        "resident set (it holds the process's copy of torch as well as the shards it reads).",
+        "",
+        *table(("dataset", "workers", "samples", "samples/s", "worker peak memory", "split on disk"), rows),
+    ]
