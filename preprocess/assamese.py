@@ -43,9 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
+from preprocess.splits import write_splits
 from preprocess.strokes import ENCODINGS, render
 from sparsenet.converters import Converter
-from sparsenet.datasets import DatasetWriter
 from sparsenet.shards import Sample, ShardMeta
 from sparsenet.sources import RawDataError, iter_members
 
@@ -284,11 +284,11 @@ def convert(
     source: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
+    train_writers: Iterable[int] = range(1, 37),
+    test_writers: Iterable[int] = range(37, 46),
     scale: float = 64,
     field: int = 95,
     encoding: str = "direction",
-    train_writers: Iterable[int] = range(1, 37),
-    test_writers: Iterable[int] = range(37, 46),
     overwrite: bool = False,
     progress: bool = False,
 ) -> dict:
@@ -333,21 +333,12 @@ def convert(
     for split, rows in samples.items():
         if not rows:
             raise RawDataError(f"{source}: no samples for the {split} writers {sorted(splits[split])}")
-    with DatasetWriter(out_dir, meta, overwrite=overwrite) as dataset:
-        for split, rows in samples.items():
-            writer = dataset.split(split)
-            for r, coords, features in rows:
-                writer.add(coords, features, r.class_id - 1, r.sample_id)
-    used = set().union(*splits.values())
-    return {
-        "out_dir": str(out_dir),
-        "samples": {split: len(rows) for split, rows in samples.items()},
-        "num_classes": num_classes,
-        "skipped": skipped,
-        "unused_writers": sorted({r.writer for r in records} - used),
-        "run_id": dataset.run_id,
-        "kept": dataset.kept,
+    by_split = {
+        split: [Sample(c, f, r.class_id - 1, r.sample_id) for r, c, f in rows] for split, rows in samples.items()
     }
+    used = set().union(*splits.values())
+    unused = sorted({r.writer for r in records} - used)
+    return write_splits(out_dir, meta, by_split, overwrite=overwrite, notes=skipped) | {"unused_writers": unused}
 
 
 def read_input(path: Path, params: dict) -> Sample:
@@ -356,10 +347,5 @@ def read_input(path: Path, params: dict) -> Sample:
     return Sample(coords, features, -1, str(path))
 
 
-CONVERTER = Converter(
-    "assamese",
-    convert,
-    read_input,
-    "Online Handwritten Assamese Characters -> stroke sites",
-    {"encoding": tuple(ENCODINGS)},
-)
+SUMMARY = "Online Handwritten Assamese Characters -> stroke sites"
+CONVERTER = Converter("assamese", convert, read_input, SUMMARY, {"encoding": tuple(ENCODINGS)})

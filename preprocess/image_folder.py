@@ -38,6 +38,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,9 +136,6 @@ def convert(
     source: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    split: str = "auto",
-    split_file: str | os.PathLike | None = None,
-    test_fraction: float | None = None,
     seed: int = 0,
     channels: str = "grey",
     background: str | float | Sequence[float] = "auto",
@@ -147,10 +145,13 @@ def convert(
     dataset: str = "images",
     overwrite: bool = False,
     progress: bool = False,
+    **split_rule: Any,
 ) -> dict:
     """Convert the image folder at ``source`` into ``out_dir/<split>/`` shards (see the module docstring).
 
-    ``split``: a rule of :data:`preprocess.splits.SPLIT_MODES`; ``dataset``: the shards' dataset name.
+    ``split_rule``: ``split`` (a rule of :data:`preprocess.splits.SPLIT_MODES`), ``split_file`` and
+    ``test_fraction``, as :meth:`preprocess.splits.Corpus.of` takes them; ``seed`` seeds the fraction
+    split and the ``sparsity`` masks; ``dataset``: the shards' dataset name.
     Every image is decoded before anything is written. Returns a summary: samples per split,
     classes, the split rule used, notes on files left out.
     """
@@ -159,9 +160,8 @@ def convert(
     rule = SiteRule(channels, _background(background), threshold, sparsity, seed)
     if size is not None and size < 1:
         raise ConfigError(f"size must be a positive number of pixels, got {size}")
-    found: dict[
-        str, tuple[Sample, np.ndarray]
-    ] = {}  # member -> (sites, per channel [sum, sum of squares] of value/255)
+    # member -> (sites, per channel [sum, sum of squares] of value/255)
+    found: dict[str, tuple[Sample, np.ndarray]] = {}
     shape = None
     members = iter_members(source, lambda n: n.lower().endswith(IMAGE_SUFFIXES))
     for member, data in tqdm(members, desc="images", unit=" images", disable=not progress):
@@ -178,7 +178,7 @@ def convert(
         found[member] = rule.sites(pixels, where, member), np.stack([scaled.sum(0), (scaled**2).sum(0)])
     if not found:
         raise RawDataError(f"{source}: no {'/'.join(IMAGE_SUFFIXES)} images found")
-    corpus = Corpus.of(source, found, split=split, split_file=split_file, test_fraction=test_fraction, seed=seed)
+    corpus = Corpus.of(source, found, seed=seed, **split_rule)
     labels = {m: _label(corpus.inside(m), corpus.where(m)) for m in found}
     splits, notes = corpus.assign()
     params = {
@@ -245,10 +245,5 @@ def read_input(path: Path, params: dict) -> Sample:
     return Sample(sample.coords, _normal(sample.features, params), -1, str(path))
 
 
-CONVERTER = Converter(
-    "images",
-    convert,
-    read_input,
-    "a folder of class subfolders of PNG/JPEG images -> pixel sites",
-    {"channels": tuple(CHANNELS), "split": SPLIT_MODES},
-)
+SUMMARY = "a folder of class subfolders of PNG/JPEG images -> pixel sites"
+CONVERTER = Converter("images", convert, read_input, SUMMARY, {"channels": tuple(CHANNELS), "split": SPLIT_MODES})

@@ -38,6 +38,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
 import numpy as np
@@ -254,20 +255,19 @@ def convert(
     source: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    split: str = "auto",
-    split_file: str | os.PathLike | None = None,
-    test_fraction: float | None = None,
-    seed: int = 0,
     scale: float = 64,
     field: int = 95,
     encoding: str = "direction",
     dataset: str = "inkml",
     overwrite: bool = False,
     progress: bool = False,
+    **split_rule: Any,
 ) -> dict:
     """Convert the InkML corpus at ``source`` into ``out_dir/<split>/`` shards (see the module docstring).
 
-    ``split``: a rule of :data:`preprocess.splits.SPLIT_MODES`; ``dataset``: the shards' dataset name.
+    ``split_rule``: ``split`` (a rule of :data:`preprocess.splits.SPLIT_MODES`), ``split_file``,
+    ``test_fraction`` and ``seed``, as :meth:`preprocess.splits.Corpus.of` takes them; ``dataset``:
+    the shards' dataset name.
     Every file is parsed and rendered before anything is written. Returns a summary: samples
     per split, classes, the split rule used, notes on files left out.
     """
@@ -280,7 +280,7 @@ def convert(
         parsed[member] = parse(data, str(Path(source) / member))
     if not parsed:
         raise RawDataError(f"{source}: no .inkml files found")
-    corpus = Corpus.of(source, parsed, split=split, split_file=split_file, test_fraction=test_fraction, seed=seed)
+    corpus = Corpus.of(source, parsed, **split_rule)
     items = []
     for member, symbols in parsed.items():
         name, folder = corpus.names[member], Path(corpus.inside(member)).parent.name
@@ -316,10 +316,5 @@ def read_input(path: Path, params: dict) -> Sample:
     return Sample(coords, features, -1, str(path))
 
 
-CONVERTER = Converter(
-    "inkml",
-    convert,
-    read_input,
-    "InkML digital ink (CROHME, pen datasets) -> stroke sites",
-    {"encoding": tuple(ENCODINGS), "split": SPLIT_MODES},
-)
+SUMMARY = "InkML digital ink (CROHME, pen datasets) -> stroke sites"
+CONVERTER = Converter("inkml", convert, read_input, SUMMARY, {"encoding": tuple(ENCODINGS), "split": SPLIT_MODES})

@@ -107,6 +107,12 @@ class KeyValue(click.ParamType):
             return key, text
 
 
+def option(*names: str, help: str, **settings: Any) -> Callable[[Command], Command]:
+    """``click.option`` with a help text always, and the default shown wherever there is one."""
+    settings.setdefault("show_default", settings.get("default") is not None and not settings.get("is_flag", False))
+    return click.option(*names, help=help, **settings)
+
+
 def options(*decorators: Callable[[Command], Command]) -> Callable[[Command], Command]:
     """One decorator applying ``decorators`` (click options) in the order they are listed, top first."""
 
@@ -116,3 +122,12 @@ def options(*decorators: Callable[[Command], Command]) -> Callable[[Command], Co
         return command
 
     return decorate
+
+
+MODEL_ARG = option(
+    "--model-arg",
+    "model_args",
+    type=KeyValue(),
+    multiple=True,
+    help="Keyword for the model builder, e.g. l=5 or 'dropout=[0,0.5]'; repeatable.",
+)

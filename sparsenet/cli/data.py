@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from sparsenet.cli._common import CONTEXT, Command, _converter_choice, options, reports_errors
+from sparsenet.cli._common import CONTEXT, Command, _converter_choice, option, options, reports_errors
 
 
 @click.group("preprocess", context_settings=CONTEXT, short_help="Convert raw data into HDF5 shards (train/, test/).")
@@ -40,13 +40,13 @@ class WriterRange(click.ParamType):
         return sorted(writers)
 
 
-SOURCE = click.option(
+SOURCE = option(
     "--source",
     type=click.Path(exists=True, path_type=Path),
     help="Raw data: a folder or the original archive "
     "(default: $SPARSENET_RAW/<dataset>, data/raw/<dataset>, or download).",
 )
-OVERWRITE = click.option(
+OVERWRITE = option(
     "--overwrite",
     is_flag=True,
     help="Replace the dataset in --out even if the folder holds files sparsenet did not write; those are kept.",
@@ -56,33 +56,28 @@ OVERWRITE = click.option(
 def _out(default: str) -> Callable[[Command], Command]:
     """The ``--out`` option of a converter writing its splits under ``default``."""
     help_text = "Output folder; gets train/ and test/."
-    return click.option(
-        "--out", type=click.Path(path_type=Path), default=Path(default), show_default=True, help=help_text
-    )
+    return option("--out", type=click.Path(path_type=Path), default=Path(default), help=help_text)
 
 
 def _stroke_options(converter: str, noun: str) -> Callable[[Command], Command]:
     """--scale, --field, --encoding: how pen strokes become sites (preprocess.strokes.render)."""
     return options(
-        click.option(
+        option(
             "--scale",
             type=click.IntRange(min=1),
             default=64,
-            show_default=True,
             help=f"Side of the box each {noun} is scaled into (aspect ratio kept).",
         ),
-        click.option(
+        option(
             "--field",
             type=click.IntRange(min=2),
             default=95,
-            show_default=True,
             help=f"Side of the square grid the {noun} is centred in (room for augmentation).",
         ),
-        click.option(
+        option(
             "--encoding",
             type=_converter_choice(converter, "encoding"),
             default="direction",
-            show_default=True,
             help="Site features: pen direction (dx, dy, 1), ink only (1), or 9 octogram channels.",
         ),
     )
@@ -91,45 +86,39 @@ def _stroke_options(converter: str, noun: str) -> Callable[[Command], Command]:
 def _corpus_options(converter: str, kind: str) -> Callable[[Command], Command]:
     """The options every converter of a user's own corpus shares: source, output, name, split rule."""
     return options(
-        click.option(
+        option(
             "--source",
             type=click.Path(exists=True, path_type=Path),
             required=True,
             help=f"The {kind}: a folder, or a .tar/.tar.gz/.zip archive of one.",
         ),
         _out(f"data/{converter}"),
-        click.option(
+        option(
             "--name",
             "dataset",
             default=converter,
-            show_default=True,
             help="The dataset name recorded in the shards (configs and runs key on it).",
         ),
-        click.option(
+        option(
             "--split",
             type=_converter_choice(converter, "split"),
             default="auto",
-            show_default=True,
             help="folder: top train/, val/, test/ folders; list: --split-file; fraction: --test-fraction of each "
             "folder's files; auto: list with --split-file, fraction with --test-fraction, else folder when there "
             "is a train/ folder, else fraction.",
         ),
-        click.option(
+        option(
             "--split-file",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
             help="Lines 'relative/path<TAB>split' (paths relative to --source); unlisted files are left out.",
         ),
-        click.option(
+        option(
             "--test-fraction",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
             help="Share of each folder's files that goes to test/ (split rule fraction) [default: 0.2].",
         ),
-        click.option(
-            "--seed",
-            type=int,
-            default=0,
-            show_default=True,
-            help="Seed of the fraction split (images: also of the --sparsity masks).",
+        option(
+            "--seed", type=int, default=0, help="Seed of the fraction split (images: also of the --sparsity masks)."
         ),
         OVERWRITE,
     )
@@ -158,20 +147,8 @@ def _convert(name: str, source: Path, out: Path, **settings: Any) -> None:
 @SOURCE
 @_out("data/assamese")
 @_stroke_options("assamese", "character")
-@click.option(
-    "--train-writers",
-    type=WriterRange(),
-    default="1-36",
-    show_default=True,
-    help="Writers whose samples form the training split.",
-)
-@click.option(
-    "--test-writers",
-    type=WriterRange(),
-    default="37-45",
-    show_default=True,
-    help="Writers whose samples form the test split.",
-)
+@option("--train-writers", type=WriterRange(), default="1-36", help="Writers whose samples form the training split.")
+@option("--test-writers", type=WriterRange(), default="37-45", help="Writers whose samples form the test split.")
 @OVERWRITE
 @reports_errors
 def assamese(source, out, **settings) -> None:
@@ -182,12 +159,8 @@ def assamese(source, out, **settings) -> None:
 @preprocess.command(context_settings=CONTEXT, short_help="MNIST digits in a larger field -> pixel-site shards.")
 @SOURCE
 @_out("data/mnist")
-@click.option(
-    "--field",
-    type=click.IntRange(min=28),
-    default=96,
-    show_default=True,
-    help="Side of the square grid each 28x28 digit is centred in.",
+@option(
+    "--field", type=click.IntRange(min=28), default=96, help="Side of the square grid each 28x28 digit is centred in."
 )
 @OVERWRITE
 @reports_errors
@@ -197,25 +170,22 @@ def mnist(source, out, **settings) -> None:
 
 
 @preprocess.command(context_settings=CONTEXT, short_help="MNIST or Caltech-101 with random validity masks.")
-@click.option("--dataset", type=_converter_choice("masked", "dataset"), required=True, help="Images to mask.")
-@click.option(
+@option("--dataset", type=_converter_choice("masked", "dataset"), required=True, help="Images to mask.")
+@option(
     "--sparsity",
     type=click.FloatRange(0, 1, max_open=True),
     required=True,
     help="Fraction of pixels dropped from every image, in [0, 1).",
 )
-@click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of the masks (and of the Caltech-101 split)."
-)
-@click.option(
+@option("--seed", type=int, default=0, help="Seed of the masks (and of the Caltech-101 split).")
+@option(
     "--size",
     type=click.IntRange(min=1),
     default=64,
-    show_default=True,
     help="Caltech-101 only: images are centre-cropped and resized to SIZE x SIZE.",
 )
 @SOURCE
-@click.option(
+@option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
@@ -241,32 +211,29 @@ def inkml(source, out, **settings) -> None:
 
 @preprocess.command(context_settings=CONTEXT, short_help="A folder of class subfolders of images -> pixel-site shards.")
 @_corpus_options("images", "image folder (class subfolders of PNG/JPEG)")
-@click.option(
+@option(
     "--channels",
     type=_converter_choice("images", "channels"),
     default="grey",
-    show_default=True,
     help="Features per site: one grey level or red, green, blue.",
 )
-@click.option(
+@option(
     "--background",
     default="auto",
-    show_default=True,
     help="Background level 0..255 (or R,G,B); auto = per image, the median of its border pixels.",
 )
-@click.option(
+@option(
     "--threshold",
     type=click.FloatRange(min=0),
     default=0,
-    show_default=True,
     help="Sites differ from the background by more than this (0..255) in some channel; raise it for JPEG noise.",
 )
-@click.option(
+@option(
     "--sparsity",
     type=click.FloatRange(0, 1, max_open=True),
     help="Instead of background sites: every pixel, less this random fraction (as `preprocess masked`).",
 )
-@click.option(
+@option(
     "--size",
     type=click.IntRange(min=1),
     help="Centre-crop each image to a square and resize it to SIZE x SIZE (bilinear) [default: keep; same sizes].",

@@ -7,70 +7,72 @@ from pathlib import Path
 
 import click
 
-from sparsenet.cli._common import CONTEXT, DEVICES, MODELS, KeyValue, LazyChoice, Procs, _constant, reports_errors
+from sparsenet.cli._common import (
+    CONTEXT,
+    DEVICES,
+    MODEL_ARG,
+    MODELS,
+    LazyChoice,
+    Procs,
+    _constant,
+    option,
+    reports_errors,
+)
 
 
 @click.command("train", context_settings=CONTEXT, short_help="Train a network on shards; --resume continues a run.")
-@click.option(
+@option(
     "--data",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Dataset folder with train/ and test/ shards.",
 )
-@click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [default: runs/<dataset>-<model>]."
-)
-@click.option("--model", type=MODELS, help="Network (see sparsenet.models.list_models()) [default: per dataset].")
-@click.option(
-    "--model-arg",
-    "model_args",
-    type=KeyValue(),
-    multiple=True,
-    help="Keyword for the model builder, e.g. l=5; repeatable.",
-)
-@click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training split.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (the same for any --procs).")
-@click.option(
+@option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [default: runs/<dataset>-<model>].")
+@option("--model", type=MODELS, help="Network (see sparsenet.models.list_models()) [default: per dataset].")
+@MODEL_ARG
+@option("--epochs", type=click.IntRange(min=1), help="Passes over the training split.")
+@option("--batch-size", type=click.IntRange(min=1), help="Global batch size (the same for any --procs).")
+@option(
     "--optimizer",
     type=LazyChoice(_constant("sparsenet.config", "OPTIMIZERS")),
     help="SGD with (Nesterov) momentum, or Adam.",
 )
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate at epoch 0.")
-@click.option(
+@option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate at epoch 0.")
+@option(
     "--lr-schedule",
     type=LazyChoice(_constant("sparsenet.config", "SCHEDULES")),
     help="exp: lr·exp(-d·epoch) (Graham); cosine; constant.",
 )
-@click.option("--lr-decay", type=click.FloatRange(min=0), help="d of the exp schedule.")
-@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), help="SGD momentum (Adam: beta1).")
-@click.option("--nesterov/--no-nesterov", default=None, help="Nesterov momentum for SGD.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), help="L2 weight decay.")
-@click.option(
+@option("--lr-decay", type=click.FloatRange(min=0), help="d of the exp schedule.")
+@option("--momentum", type=click.FloatRange(0, 1, max_open=True), help="SGD momentum (Adam: beta1).")
+@option("--nesterov/--no-nesterov", default=None, help="Nesterov momentum for SGD.")
+@option("--weight-decay", type=click.FloatRange(min=0), help="L2 weight decay.")
+@option(
     "--augment",
     type=LazyChoice(_constant("sparsenet.augment", "AUGMENTATIONS")),
     help="Training augmentation: affine (strokes), shift (±2 px, MNIST), none.",
 )
-@click.option("--seed", type=int, help="Seed of weights, sample order, augmentation and dropout.")
-@click.option("--device", type=DEVICES, help="Where to train [default: auto = CUDA if present].")
-@click.option(
+@option("--seed", type=int, help="Seed of weights, sample order, augmentation and dropout.")
+@option("--device", type=DEVICES, help="Where to train [default: auto = CUDA if present].")
+@option(
     "--procs",
     type=Procs(),
     help="Data-parallel processes: N, or auto = one per core (GPU), at most batch-size/16 [default: auto].",
 )
-@click.option(
+@option(
     "--sync-batchnorm/--local-batchnorm",
     default=None,
     help="With several processes: BatchNorm statistics of the global batch (an all-reduce per layer, "
     "slow over gloo) or of each process's share [default: local].",
 )
-@click.option("--loader-workers", type=click.IntRange(min=0), help="DataLoader worker processes per training process.")
-@click.option("--eval-batch-size", type=click.IntRange(min=1), help="Batch size of the test-set evaluation.")
-@click.option(
+@option("--loader-workers", type=click.IntRange(min=0), help="DataLoader worker processes per training process.")
+@option("--eval-batch-size", type=click.IntRange(min=1), help="Batch size of the test-set evaluation.")
+@option(
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Start from this config (a run's config.json repeats that run); other options override it.",
 )
-@click.option(
+@option(
     "--resume",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue the run in this folder from its last checkpoint "
@@ -115,7 +117,7 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
 
 
 @click.command("eval", context_settings=CONTEXT, short_help="Test error of a checkpoint; --json for machines.")
-@click.option(
+@option(
     "--checkpoint",
     "checkpoints",
     required=True,
@@ -124,30 +126,27 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
     help="A checkpoint file, or a run folder (its best.pt); repeat it to evaluate an ensemble "
     "(the mean of the members' class probabilities).",
 )
-@click.option(
+@option(
     "--data",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Dataset folder (its test/ split) or a split folder [default: the (first) run's data].",
 )
-@click.option(
+@option(
     "--confusion",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the confusion-matrix PNG "
     "[default: eval-<checkpoint stem>-confusion.png beside the checkpoint].",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size [default: the run's].")
-@click.option("--device", type=DEVICES, default="auto", show_default=True, help="Where to run.")
-@click.option(
+@option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size [default: the run's].")
+@option("--device", type=DEVICES, default="auto", help="Where to run.")
+@option(
     "--repeats",
     type=click.IntRange(min=1),
     default=1,
-    show_default=True,
     help="Test-time augmentation: average the class probabilities over the plain sample and "
     "REPEATS-1 copies distorted by the run's training augmentation.",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON object (top1_error, top5_error, per_class_error, ...)."
-)
+@option("--json", "as_json", is_flag=True, help="Print one JSON object (top1_error, top5_error, per_class_error, ...).")
 @reports_errors
 def evaluate(checkpoints, data, confusion, batch_size, device, repeats, as_json) -> None:
     """Evaluate a checkpoint (or an ensemble) on the test split, without augmentation unless --repeats > 1.
@@ -179,18 +178,16 @@ def evaluate(checkpoints, data, confusion, batch_size, device, repeats, as_json)
 
 
 @click.command("predict", context_settings=CONTEXT, short_help="Classify raw stroke files or images; prints the top 5.")
-@click.option(
+@option(
     "--checkpoint",
     required=True,
     type=click.Path(exists=True, path_type=Path),
     help="A checkpoint file, or a run folder (its best.pt).",
 )
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many classes to print per input."
-)
-@click.option("--device", type=DEVICES, default="auto", show_default=True, help="Where to run.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
+@option("--top", type=click.IntRange(min=1), default=5, help="How many classes to print per input.")
+@option("--device", type=DEVICES, default="auto", help="Where to run.")
+@option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
 @reports_errors
 def predict(checkpoint, inputs, top, device, as_json) -> None:
     """Classify INPUTS: stroke files in the Assamese dataset's format for an Assamese checkpoint,
@@ -209,7 +206,7 @@ def predict(checkpoint, inputs, top, device, as_json) -> None:
 
 @click.command("report", context_settings=CONTEXT, short_help="Compare runs: a table and error-vs-sparsity plot.")
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
+@option(
     "--test-on",
     "test_on",
     multiple=True,

@@ -9,28 +9,21 @@ from pathlib import Path
 
 import click
 
-from sparsenet.cli._common import CONTEXT, MODELS, Command, KeyValue, options, reports_errors
+from sparsenet.cli._common import CONTEXT, MODEL_ARG, MODELS, Command, option, options, reports_errors
 
 
 def _png(default: str, help_text: str) -> Callable[[Command], Command]:
     """A ``--png`` option: where a command draws its picture."""
-    return click.option(
-        "--png",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=Path(default),
-        show_default=True,
-        help=help_text,
-    )
+    return option("--png", type=click.Path(dir_okay=False, path_type=Path), default=Path(default), help=help_text)
 
 
 @click.command(context_settings=CONTEXT, short_help="Validate shards and summarise them; --render draws samples.")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option(
+@option(
     "--render",
     "count",
     type=click.IntRange(min=0),
     default=0,
-    show_default=True,
     help="Also draw this many samples (spread over the shards).",
 )
 @_png("samples.png", "Where --render writes its picture.")
@@ -51,22 +44,21 @@ def inspect(path, count, png) -> None:
 
 
 INDEX_OPTIONS = options(
-    click.option(
+    option(
         "--dataset",
         required=True,
         help="Dataset name for the index: assamese, mnist, masked-mnist-S, masked-caltech101-S.",
     ),
-    click.option(
+    option(
         "--data",
         required=True,
         type=click.Path(exists=True, file_okay=False, path_type=Path),
         help="The shard folder to measure the test error on, as `make preprocess` leaves it (e.g. data/assamese).",
     ),
-    click.option(
+    option(
         "--repeats",
         type=click.IntRange(min=1),
         default=1,
-        show_default=True,
         help="Also record the test error with test-time augmentation (eval --repeats).",
     ),
 )
@@ -76,13 +68,13 @@ INDEX_OPTIONS = options(
 @click.command(
     "export", context_settings=CONTEXT, short_help="Ship a trained model: models/NAME.pt and models/index.json."
 )
-@click.option(
+@option(
     "--checkpoint",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The run's checkpoint (e.g. runs/assamese-vgg/checkpoint.pt).",
 )
-@click.option(
+@option(
     "--out",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
@@ -101,12 +93,11 @@ def export_model(checkpoint, out, dataset, data, repeats) -> None:
 @click.command("export-ensemble", context_settings=CONTEXT, short_help="Index shipped models evaluated together.")
 @click.argument("name")
 @click.argument("files", nargs=-1, required=True)
-@click.option(
+@option(
     "--models",
     "folder",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=Path("models"),
-    show_default=True,
     help="The folder of shipped models and index.json.",
 )
 @INDEX_OPTIONS
@@ -125,28 +116,15 @@ def export_ensemble(name, files, folder, dataset, data, repeats) -> None:
 @click.command(
     context_settings=CONTEXT, short_help="Draw the active sites of every layer for one sample (Graham's Figure 1)."
 )
-@click.option(
+@option(
     "--data",
     required=True,
     type=click.Path(exists=True, path_type=Path),
     help="A split folder (data/mnist/test) or shard file holding the sample.",
 )
-@click.option("--index", type=click.IntRange(min=0), default=0, show_default=True, help="Which sample of --data.")
-@click.option(
-    "--model",
-    "model_name",
-    default="deepcnet",
-    show_default=True,
-    type=MODELS,
-    help="A sparse network (input kind 'sparse').",
-)
-@click.option(
-    "--model-arg",
-    "model_args",
-    type=KeyValue(),
-    multiple=True,
-    help="Keyword for the model builder, e.g. l=5; repeatable.",
-)
+@option("--index", type=click.IntRange(min=0), default=0, help="Which sample of --data.")
+@option("--model", "model_name", default="deepcnet", type=MODELS, help="A sparse network (input kind 'sparse').")
+@MODEL_ARG
 @_png("activity.png", "Where to write the picture.")
 @reports_errors
 def activity(data, index, model_name, model_args, png) -> None:
@@ -166,36 +144,33 @@ def activity(data, index, model_name, model_args, png) -> None:
 @click.command(
     context_settings=CONTEXT, short_help="Time sparse vs dense nets, the pipeline and loading; write a report."
 )
-@click.option(
+@option(
     "--quick",
     is_flag=True,
     help="Tiny synthetic data and few repeats (seconds, for CI): checks that every case runs, not how fast.",
 )
-@click.option(
+@option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Markdown report; plots and results.json go to bench/ beside it "
     "[default: docs/BENCHMARKS.md; with --quick: runs/bench-quick/BENCHMARKS.md].",
 )
-@click.option(
+@option(
     "--data",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("data"),
-    show_default=True,
     help="Folder of the assamese/ and mnist/ shards; missing ones are converted there (unused with --quick).",
 )
-@click.option(
+@option(
     "--raw",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
     help="Folder of the raw assamese/ and mnist/ datasets [default: $SPARSENET_RAW, else data/raw; never downloads].",
 )
-@click.option(
+@option(
     "--threads",
     type=click.IntRange(min=1),
     default=2,
-    show_default=True,
     help="torch threads for the training-step cases (preprocessing and loading always run on one).",
 )
 @reports_errors
