@@ -344,6 +344,12 @@ class KeyValue(click.ParamType):
     help="With several processes: BatchNorm statistics of the global batch (an all-reduce per layer, "
     "slow over gloo) or of each process's share [default: local].",
 )
+@click.option(
+    "--threads",
+    type=Procs(),
+    help="Torch threads per process: N, or auto = 1 for sparse networks (spconv's CPU kernels use one), "
+    "else the usable cores shared among the processes [default: auto].",
+)
 @click.option("--loader-workers", type=click.IntRange(min=0), help="DataLoader worker processes per training process.")
 @click.option("--eval-batch-size", type=click.IntRange(min=1), help="Batch size of the test-set evaluation.")
 @click.option(
@@ -356,7 +362,7 @@ class KeyValue(click.ParamType):
     "--resume",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue the run in this folder from its last checkpoint "
-    "(only --epochs, --procs, --device, --loader-workers, --sync-batchnorm may change).",
+    "(only --epochs, --procs, --threads, --device, --loader-workers, --sync-batchnorm may change).",
 )
 @reports_errors
 def train(data, out, model, model_args, config_file, resume, **options) -> None:
@@ -372,6 +378,7 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
     """
     from sparsenet import config as configs
     from sparsenet import distributed, train
+    from sparsenet.errors import SparsenetError
 
     overrides = {k: v for k, v in dict(options, model=model).items() if v is not None}
     if model_args:
@@ -392,6 +399,8 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
         raise click.ClickException(
             f"interrupted; the last finished epoch is saved: continue with `sparsenet train --resume {stop.run_dir}`"
         ) from None
+    except SparsenetError as err:  # a failed training process (distributed.RankFailed) is no ValueError
+        raise click.ClickException(str(err)) from None
     if distributed.Rank.from_env().main:  # under torchrun every rank runs this command
         click.echo(f"run folder: {run_dir}")
 

@@ -19,24 +19,39 @@ an all-reduce per BatchNorm layer in the forward and one in the backward pass. W
 
 Process groups use gloo on the CPU and NCCL on CUDA. ``torchrun`` sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous; :func:`spawn` starts N local processes
-itself (one torch thread each) with the same variables, on a free localhost port.
+itself with the same variables, on a free localhost port. They die with the process that
+started them (``PR_SET_PDEATHSIG`` on Linux, and a watchdog thread on the parent's pid), and a
+failure in one of them is reported once, as one line (:class:`RankFailed`), its traceback kept
+in the rank's log.
+
+Threads: torch's intra-op threads spin while they wait, so processes x threads must not exceed
+the cores a process may use, or they fight each other and any other job on the machine.
+:func:`resolve_threads` gives every process an equal share of the usable cores, and one thread
+for sparse networks, whose time goes to spconv's CPU kernels, which run on one thread anyway.
 """
 
 from __future__ import annotations
 
+import importlib
+import io
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from sparsenet.errors import SparsenetError
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,14 @@ def resolve_procs(procs: int | str, device: torch.device, batch_size: int) -> in
         return int(procs)
     available = max(torch.cuda.device_count(), 1) if device.type == "cuda" else usable_cores()
     return max(1, min(available, batch_size // MIN_SHARE))
+
+
+def resolve_threads(threads: int | str, procs: int, sparse: bool) -> int:
+    """Torch threads per process: ``threads``, or for ``"auto"`` 1 for a ``sparse`` network and
+    otherwise the usable cores shared among ``procs`` processes (at least 1); see the module docstring."""
+    if threads != "auto":
+        return int(threads)
+    return 1 if sparse else max(1, usable_cores() // procs)
 
 
 def init(rank: Rank, device: torch.device) -> None:
@@ -197,32 +220,132 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-_CHILD = (
-    "import importlib, sys; module, name = sys.argv[1].split(':'); "
-    "getattr(importlib.import_module(module), name)(sys.argv[2])"
-)
+# A rank's first statements: die with the parent (Linux) before importing anything slow, then rank_main.
+_CHILD = """
+import os, sys
+if sys.platform.startswith("linux"):
+    import ctypes, signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[3]):
+    sys.exit(1)  # the parent died before prctl
+from sparsenet.distributed import rank_main
+rank_main(*sys.argv[1:])
+"""
+CONSOLE_FD = "SPARSENET_CONSOLE_FD"  # rank 0's copy of the parent's standard error, when its own goes to a log
 
 
-def spawn(target: str, world: int, payload: str) -> None:
+class RankFailed(SparsenetError):
+    """A process started by :func:`spawn` failed; the message is its one-line cause (or, for an
+    unexpected exception, its traceback) and names its log."""
+
+
+def watch_parent(parent: int, interval: float = 0.5) -> threading.Thread:
+    """Start a daemon thread that ends this process when its parent ``parent`` (a pid) is gone:
+    the portable fallback of ``PR_SET_PDEATHSIG``."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="sparsenet-parent-watchdog", daemon=True)
+    thread.start()
+    return thread
+
+
+class _Console(io.TextIOBase):
+    """Standard error of rank 0 when it goes to a log: everything to the log and to the user's
+    console, except progress bars (text with ``\\r``, rewriting a line), which go to the console only."""
+
+    def __init__(self, log, console):
+        self.log, self.console = log, console
+
+    def write(self, text: str) -> int:
+        if "\r" not in text:
+            self.log.write(text)
+        self.console.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.console.flush()
+
+    def isatty(self) -> bool:
+        return self.console.isatty()
+
+    def fileno(self) -> int:
+        return self.log.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return self.console.encoding
+
+
+def failure_record(log: Path) -> Path:
+    """Where a rank writing ``log`` records why it failed: ``rank-N.failure.json`` beside it."""
+    return log.with_suffix(".failure.json")
+
+
+def rank_main(target: str, payload: str, parent: str, log: str = "") -> None:
+    """The body of a process started by :func:`spawn`: watch the parent, call ``target(payload)``
+    (``"module:function"``); on an exception print its traceback to standard error (the rank's log,
+    if ``log``) and record the failure for the parent (:func:`failure_record`), then exit with 1."""
+    watch_parent(int(parent))
+    console = os.environ.pop(CONSOLE_FD, None)
+    if console is not None:
+        sys.stderr = _Console(sys.stderr, os.fdopen(int(console), "w", buffering=1))
+    module, name = target.split(":")
+    try:
+        getattr(importlib.import_module(module), name)(payload)
+    except Exception as err:
+        text = traceback.format_exc()
+        print(text, file=sys.__stderr__, end="", flush=True)
+        if log:
+            expected = isinstance(err, (SparsenetError, OSError))
+            record = {"time": time.time(), "expected": expected, "message": str(err), "traceback": text}
+            failure_record(Path(log)).write_text(json.dumps(record))
+        sys.exit(1)
+
+
+def spawn(
+    target: str,
+    world: int,
+    payload: str,
+    *,
+    threads: int = 1,
+    log: Callable[[int], Path] | None = None,
+    pass_fds: Sequence[int] = (),
+) -> None:
     """Run ``target(payload)`` (``"module:function"``) in ``world`` new Python processes, ranks
-    0..world-1 on localhost with one torch thread each, and wait for all of them.
+    0..world-1 on localhost with ``threads`` torch threads each, and wait for all of them.
 
     Fresh interpreters (not fork, not multiprocessing's spawn, which re-imports the caller's
-    ``__main__``), like torchrun. A rank that fails stops the others and raises ``RuntimeError``
-    (its traceback is on stderr). On Ctrl-C every rank gets SIGINT and should stop where it is;
-    :class:`KeyboardInterrupt` is raised here once they have exited.
+    ``__main__``), like torchrun; they die with this process. With ``log``, rank r's standard
+    error goes to (is appended to) file ``log(r)`` (rank 0's also to ours), and a failing rank
+    raises :class:`RankFailed` here with its cause once; without, a failure raises ``RuntimeError``
+    and each rank's traceback is on our standard error. Either way a rank that fails stops the
+    others. On Ctrl-C every rank gets SIGINT and should stop where it is; :class:`KeyboardInterrupt`
+    is raised here once they have exited. ``pass_fds`` are inherited by every rank (a run's lock).
     """
     import sparsenet
 
     package_root = str(Path(sparsenet.__file__).resolve().parents[1])
     env = dict(
-        os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(world), OMP_NUM_THREADS="1"
+        os.environ,
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        WORLD_SIZE=str(world),
+        OMP_NUM_THREADS=str(threads),
     )
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    ranks = [
-        subprocess.Popen([sys.executable, "-c", _CHILD, target, payload], env=dict(env, RANK=str(r), LOCAL_RANK=str(r)))
-        for r in range(world)
-    ]
+    ranks = []
+    for r in range(world):
+        command = [sys.executable, "-c", _CHILD, target, payload, str(os.getpid()), str(log(r)) if log else ""]
+        rank_env = dict(env, RANK=str(r), LOCAL_RANK=str(r))
+        if log is None:
+            ranks.append(subprocess.Popen(command, env=rank_env, pass_fds=pass_fds))
+        else:
+            ranks.append(_start_logged(command, rank_env, pass_fds, log(r), r == 0))
     try:
         while not any(process.poll() for process in ranks):
             if all(process.poll() == 0 for process in ranks):
@@ -233,7 +356,47 @@ def spawn(target: str, world: int, payload: str) -> None:
         raise
     _stop(ranks, signal.SIGTERM, grace=10.0)  # the others fail soon too, often with the first failure's cause
     codes = ", ".join(f"rank {r}: {process.returncode}" for r, process in enumerate(ranks))
-    raise RuntimeError(f"a training process failed (exit codes {codes}); the errors are printed above")
+    if log is None:
+        raise RuntimeError(f"a training process failed (exit codes {codes}); the errors are printed above")
+    raise _failure(world, log, codes)
+
+
+def _start_logged(command: list[str], env: dict, pass_fds: Sequence[int], log: Path, console: bool) -> subprocess.Popen:
+    """Start a rank whose standard error is appended to ``log`` (after a header line); with
+    ``console`` it also gets a copy of our standard error for the user's messages."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    failure_record(log).unlink(missing_ok=True)
+    fds = list(pass_fds)
+    if console:
+        fds.append(os.dup(2))
+        env = dict(env, **{CONSOLE_FD: str(fds[-1])})
+    try:
+        with open(log, "a") as stderr:
+            stderr.write(
+                f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {env['RANK']} of {env['WORLD_SIZE']}, pid {os.getpid()}\n"
+            )
+            stderr.flush()
+            return subprocess.Popen(command, env=env, stderr=stderr, pass_fds=fds)
+    finally:  # the rank holds its own copy
+        if console:
+            os.close(fds[-1])
+
+
+def _failure(world: int, log: Callable[[int], Path], codes: str) -> RankFailed:
+    """The error to report for failed ranks: the earliest expected failure (a SparsenetError or
+    OSError), else the earliest unexpected one; the other ranks' failures are mostly lost peers."""
+    records = []
+    for r in range(world):
+        path = failure_record(log(r))
+        if path.is_file():
+            records.append({**json.loads(path.read_text()), "rank": r})
+    if not records:
+        return RankFailed(f"training processes ended without a Python error (exit codes {codes}); see {log(0).parent}")
+    first = min(records, key=lambda record: (not record["expected"], record["time"]))
+    where = f"training process {first['rank']} of {world}; full log: {log(first['rank'])}"
+    if first["expected"]:
+        return RankFailed(f"{first['message']} ({where})")
+    return RankFailed(f"unexpected error in {where}\n{first['traceback'].rstrip()}")
 
 
 def _stop(ranks: list[subprocess.Popen], sig: int, grace: float = 30.0) -> None:
