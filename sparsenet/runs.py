@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from sparsenet.errors import RunError
@@ -72,23 +73,31 @@ class RunLock:
 
     The kernel drops the lock when the last process holding the file descriptor exits, however it
     ends (``kill -9`` included); processes started with the descriptor (``pass_fds``) hold it too.
-    ``acquire`` raises :class:`RunError` naming the pid of the process that holds it.
+    ``acquire`` raises :class:`RunError` naming the pid of the process that holds it; if that
+    process has ended, its training processes are ending too, and ``acquire`` waits up to
+    ``grace`` seconds for them.
     """
 
-    def __init__(self, run_dir: str | os.PathLike):
+    def __init__(self, run_dir: str | os.PathLike, grace: float = 10.0):
         self.path = Path(run_dir) / LOCK
+        self.grace = grace
         self.fd: int | None = None
 
     def acquire(self) -> RunLock:
+        deadline = time.monotonic() + self.grace
         while self.fd is None:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
                 os.close(fd)
+                if not _running(holder) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
                 raise RunError(
-                    self.path.parent, f"run folder is being written by pid {holder}; wait for it or stop it"
+                    self.path.parent,
+                    f"run folder is being written by pid {holder or 'unknown'}; wait for it or stop it",
                 ) from None
             try:
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
@@ -114,3 +123,14 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _running(pid: str) -> bool:
+    """Whether process ``pid`` (text from a lock file) exists; True when that cannot be told."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):  # no pid written yet, or another user's process
+        return True
+    return True
