@@ -13,9 +13,7 @@ the same network. The result then differs from one process by more than float ro
 change of batch composition does. ``sync_batchnorm`` swaps BatchNorm layers for
 :class:`SyncedBatchNorm`, which normalises with the statistics of the global batch (torch's own
 ``SyncBatchNorm`` refuses CPU tensors) and so equals one process up to float rounding; it costs
-an all-reduce per BatchNorm layer in the forward and one in the backward pass. With VGGplus's
-17 BatchNorm layers over gloo, two synced processes train no faster than one process
-(docs/BENCHMARKS.md, case 6).
+an all-reduce per BatchNorm layer in the forward and one in the backward pass (docs/BENCHMARKS.md, case 6).
 
 Process groups use gloo on the CPU and NCCL on CUDA. ``torchrun`` sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous; :func:`spawn` starts N local processes
@@ -24,10 +22,8 @@ started them (``PR_SET_PDEATHSIG`` on Linux, and a watchdog thread on the parent
 failure in one of them is reported once, as one line (:class:`RankFailed`), its traceback kept
 in the rank's log.
 
-Threads: torch's intra-op threads spin while they wait, so processes x threads must not exceed
-the cores a process may use, or they fight each other and any other job on the machine.
-:func:`resolve_threads` gives every process an equal share of the usable cores, and one thread
-for sparse networks, whose time goes to spconv's CPU kernels, which run on one thread anyway.
+Threads: :func:`resolve_threads` keeps processes x torch threads within the usable cores (the
+rule is in docs/training.md, "Threads").
 """
 
 from __future__ import annotations
@@ -235,22 +231,18 @@ CONSOLE_FD = "SPARSENET_CONSOLE_FD"  # rank 0's copy of the parent's standard er
 
 
 class RankFailed(SparsenetError):
-    """A process started by :func:`spawn` failed; the message is its one-line cause (or, for an
-    unexpected exception, its traceback) and names its log."""
+    """A process of :func:`spawn` failed: its one-line cause (a bug: its traceback) and its log."""
 
 
-def watch_parent(parent: int, interval: float = 0.5) -> threading.Thread:
-    """Start a daemon thread that ends this process when its parent ``parent`` (a pid) is gone:
-    the portable fallback of ``PR_SET_PDEATHSIG``."""
+def watch_parent(parent: int, interval: float = 0.5) -> None:
+    """End this process when its parent ``parent`` (a pid) is gone (a portable ``PR_SET_PDEATHSIG``)."""
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(interval)
         os._exit(1)
 
-    thread = threading.Thread(target=watch, name="sparsenet-parent-watchdog", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=watch, name="sparsenet-parent-watchdog", daemon=True).start()
 
 
 class _Console(io.TextIOBase):
@@ -286,10 +278,10 @@ def failure_record(log: Path) -> Path:
     return log.with_suffix(".failure.json")
 
 
-def rank_main(target: str, payload: str, parent: str, log: str = "") -> None:
+def rank_main(target: str, payload: str, parent: str, log: str) -> None:
     """The body of a process started by :func:`spawn`: watch the parent, call ``target(payload)``
-    (``"module:function"``); on an exception print its traceback to standard error (the rank's log,
-    if ``log``) and record the failure for the parent (:func:`failure_record`), then exit with 1."""
+    (``"module:function"``); on an exception print its traceback to standard error (the rank's
+    ``log``) and record the failure for the parent (:func:`failure_record`), then exit with 1."""
     watch_parent(int(parent))
     console = os.environ.pop(CONSOLE_FD, None)
     if console is not None:
@@ -300,10 +292,9 @@ def rank_main(target: str, payload: str, parent: str, log: str = "") -> None:
     except Exception as err:
         text = traceback.format_exc()
         print(text, file=sys.__stderr__, end="", flush=True)
-        if log:
-            expected = isinstance(err, (SparsenetError, OSError))
-            record = {"time": time.time(), "expected": expected, "message": str(err), "traceback": text}
-            failure_record(Path(log)).write_text(json.dumps(record))
+        expected = isinstance(err, (SparsenetError, OSError))
+        record = {"time": time.time(), "expected": expected, "message": str(err), "traceback": text}
+        failure_record(Path(log)).write_text(json.dumps(record))
         sys.exit(1)
 
 
@@ -312,20 +303,19 @@ def spawn(
     world: int,
     payload: str,
     *,
+    log: Callable[[int], Path],
     threads: int = 1,
-    log: Callable[[int], Path] | None = None,
     pass_fds: Sequence[int] = (),
 ) -> None:
     """Run ``target(payload)`` (``"module:function"``) in ``world`` new Python processes, ranks
     0..world-1 on localhost with ``threads`` torch threads each, and wait for all of them.
 
     Fresh interpreters (not fork, not multiprocessing's spawn, which re-imports the caller's
-    ``__main__``), like torchrun; they die with this process. With ``log``, rank r's standard
-    error goes to (is appended to) file ``log(r)`` (rank 0's also to ours), and a failing rank
-    raises :class:`RankFailed` here with its cause once; without, a failure raises ``RuntimeError``
-    and each rank's traceback is on our standard error. Either way a rank that fails stops the
-    others. On Ctrl-C every rank gets SIGINT and should stop where it is; :class:`KeyboardInterrupt`
-    is raised here once they have exited. ``pass_fds`` are inherited by every rank (a run's lock).
+    ``__main__``), like torchrun; they die with this process. Rank r's standard error is appended
+    to file ``log(r)`` (rank 0's also goes to ours). A rank that fails stops the others and raises
+    :class:`RankFailed` here, with its cause once. On Ctrl-C every rank gets SIGINT and should stop
+    where it is; :class:`KeyboardInterrupt` is raised here once they have exited. ``pass_fds`` are
+    inherited by every rank (a run's lock).
     """
     import sparsenet
 
@@ -340,12 +330,8 @@ def spawn(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     ranks = []
     for r in range(world):
-        command = [sys.executable, "-c", _CHILD, target, payload, str(os.getpid()), str(log(r)) if log else ""]
-        rank_env = dict(env, RANK=str(r), LOCAL_RANK=str(r))
-        if log is None:
-            ranks.append(subprocess.Popen(command, env=rank_env, pass_fds=pass_fds))
-        else:
-            ranks.append(_start_logged(command, rank_env, pass_fds, log(r), r == 0))
+        command = [sys.executable, "-c", _CHILD, target, payload, str(os.getpid()), str(log(r))]
+        ranks.append(_start_logged(command, dict(env, RANK=str(r), LOCAL_RANK=str(r)), pass_fds, log(r), r == 0))
     try:
         while not any(process.poll() for process in ranks):
             if all(process.poll() == 0 for process in ranks):
@@ -355,31 +341,25 @@ def spawn(
         _stop(ranks, signal.SIGINT)
         raise
     _stop(ranks, signal.SIGTERM, grace=10.0)  # the others fail soon too, often with the first failure's cause
-    codes = ", ".join(f"rank {r}: {process.returncode}" for r, process in enumerate(ranks))
-    if log is None:
-        raise RuntimeError(f"a training process failed (exit codes {codes}); the errors are printed above")
-    raise _failure(world, log, codes)
+    raise _failure(world, log, ", ".join(f"rank {r}: {process.returncode}" for r, process in enumerate(ranks)))
 
 
 def _start_logged(command: list[str], env: dict, pass_fds: Sequence[int], log: Path, console: bool) -> subprocess.Popen:
-    """Start a rank whose standard error is appended to ``log`` (after a header line); with
-    ``console`` it also gets a copy of our standard error for the user's messages."""
+    """Start a rank whose standard error is appended to ``log``; with ``console`` it gets our standard error too."""
     log.parent.mkdir(parents=True, exist_ok=True)
     failure_record(log).unlink(missing_ok=True)
     fds = list(pass_fds)
     if console:
         fds.append(os.dup(2))
         env = dict(env, **{CONSOLE_FD: str(fds[-1])})
-    try:
-        with open(log, "a") as stderr:
-            stderr.write(
-                f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {env['RANK']} of {env['WORLD_SIZE']}, pid {os.getpid()}\n"
-            )
-            stderr.flush()
+    with open(log, "a") as stderr:
+        stderr.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} rank {env['RANK']} of {env['WORLD_SIZE']}\n")
+        stderr.flush()
+        try:
             return subprocess.Popen(command, env=env, stderr=stderr, pass_fds=fds)
-    finally:  # the rank holds its own copy
-        if console:
-            os.close(fds[-1])
+        finally:  # the rank holds its own copy
+            if console:
+                os.close(fds[-1])
 
 
 def _failure(world: int, log: Callable[[int], Path], codes: str) -> RankFailed:

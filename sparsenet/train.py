@@ -172,18 +172,18 @@ def _prepare(
     of both splits, that they fit each other and come from one preprocess run, and (on resume) that
     they are the run's data; try the network on a first batch. Returns (the config with its thread
     count resolved, :func:`_setup`'s tuple, the data's identity)."""
-    setup = _setup(config, rank, procs)
-    for data in setup[2:]:
-        data.reader.labels  # noqa: B018 -- loads (and so checks) every shard file; a single process keeps them
+    setup = _setup(config, rank, int(os.environ.get("LOCAL_WORLD_SIZE", procs)))  # torchrun sets it
     identity = data_identity(config.data)
     run_ids = {split: identity[split]["run_id"] for split in SPLITS}
     if len(set(run_ids.values())) > 1:
         found = ", ".join(f"{split}/ {run_id}" for split, run_id in run_ids.items())
         raise ShardError(config.data, f"its splits come from different preprocess runs ({found}); preprocess it again")
-    check_first_batch(config, setup[1], setup[2], procs)
     if resume:
         state = load(config.run_dir / CHECKPOINT)
         check_identity(state.data_identity, identity, state.path, config.data)
+    for data in setup[2:]:
+        data.reader.labels  # noqa: B018 -- loads (and so checks) every shard file; a single process keeps them
+    check_first_batch(config, setup[1], setup[2], max(procs, rank.world))
     return config.replace(threads=torch.get_num_threads()), setup, identity
 
 

@@ -32,9 +32,8 @@ def spawn_run(config: TrainConfig) -> Path:
     config.run_dir.mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", str(Path(__file__).parent))  # for ddp_rank
-        distributed.spawn(
-            "ddp_rank:main", 2, json.dumps({"config": config.to_dict(), "resume": False, "command": ["test"]})
-        )
+        payload = json.dumps({"config": config.to_dict(), "resume": False, "command": ["test"]})
+        distributed.spawn("ddp_rank:main", 2, payload, log=partial(run_files.rank_log, config.run_dir))
     return config.run_dir
 
 
@@ -86,7 +85,7 @@ def test_ranks_with_local_batchnorm_hold_identical_parameters_and_statistics(loc
 def test_batchnorm_statistics_are_averaged_over_ranks_not_copied_from_one(tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", str(Path(__file__).parent))
-        distributed.spawn("ddp_rank:average", 2, str(tmp_path))
+        distributed.spawn("ddp_rank:average", 2, str(tmp_path), log=partial(run_files.rank_log, tmp_path))
     for r in (0, 1):
         state = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
         assert torch.equal(state["running_mean"], torch.full((3,), 1.5))  # ranks held 1 and 2
@@ -250,7 +249,7 @@ def test_killing_the_parent_leaves_no_rank_running(tmp_path, sig):
         pids = processes_naming(str(run))
         assert len(pids) == 3  # the parent and two ranks
         with pytest.raises(RunError, match=f"being written by pid {process.pid}"):
-            training.resume(run, procs=1)
+            training.resume(run, procs=1, epochs=ckpt_io.load(run / "checkpoint.pt").epoch + 1)
         process.send_signal(sig)  # the parent only, not its process group
         process.wait(timeout=10)
         deadline = time.monotonic() + 10
