@@ -14,6 +14,7 @@
     best.pt         the checkpoint of the epoch with the lowest test error
     logs/rank-N.log standard error of training process N with ``--procs`` > 1 (appended per launch);
                     the full traceback of a failed process is there
+    logs/rank-N.failure.json  why process N failed (message, traceback), for the process that started it
     .lock           the pid of the process writing the folder (see :class:`RunLock`)
     eval.txt        written by the make targets: ``sparsenet eval`` of checkpoint.pt
 

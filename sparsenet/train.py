@@ -1,34 +1,17 @@
 """The run lifecycle: ``train(config) -> run_dir`` starts a run, ``resume(run_dir) -> run_dir`` continues one.
 
-The files of a run folder are described in :mod:`sparsenet.runs`, the epoch in :mod:`sparsenet.epoch`.
+The run folder's files are described in :mod:`sparsenet.runs`, an epoch in :mod:`sparsenet.epoch`,
+the processes of ``--procs N`` in :mod:`sparsenet.distributed` (rank 0 alone writes files).
+Before a run folder is made (or, on resume, used) the main process checks every shard of both
+splits, that they fit each other and come from one preprocess run, and (on resume) that they are
+the data the run was trained on, and tries the network on a first batch. The epoch-0 checkpoint
+is a new run's first file, so a folder holds nothing or a run that ``resume`` continues.
 
-Before a run folder is made (or, on resume, touched) the main process reads and checks every shard
-of both splits, checks that the splits fit each other and come from one preprocess run, and tries
-the network on a first batch; the epoch-0 checkpoint is the first file of a new run, so a folder
-holds either nothing or a run that ``resume`` continues. One process writes a folder at a time
-(:class:`~sparsenet.runs.RunLock`), and ``resume`` refuses data whose manifests changed.
-
-Resume and determinism
-    Everything random in epoch e is derived from ``(seed, e)``: the sample order
-    (``numpy.random.default_rng((seed, e))``), each sample's augmentation (``(seed, e, index)``,
-    see :class:`~sparsenet.batch.ShardDataset`) and torch's generator for dropout (reseeded at
-    every epoch from ``(seed, e, rank)``). A checkpoint after epoch e therefore holds all the
-    state there is (weights, BatchNorm statistics, optimizer moments; the learning rate is a
-    function of e), and ``resume`` after a kill at any moment repeats the lost epoch exactly.
-    Files are replaced atomically, the checkpoint first; metrics.jsonl is rewritten from the
-    checkpoint's history, so it never holds an epoch the checkpoint lacks. On the CPU with the
-    same thread count and library versions a resumed run is bit-identical to an uninterrupted one
-    (``tests/test_train.py`` checks it). Sources of nondeterminism left: a different torch thread
-    count or CPU (BLAS blocking changes float rounding), CUDA kernels (scatter-adds with atomics in
-    spconv and torch), and the process count: ``--procs N`` splits each batch, which with per-rank
-    BatchNorm (the default) changes the normalisation statistics; with ``sync_batchnorm`` only the
-    order of float sums changes. ``procs`` and ``threads`` of ``"auto"`` are recorded as the
-    numbers they resolved to.
-
-Data parallelism
-    Under ``torchrun`` or with ``procs > 1`` every rank takes its share of each global batch
-    (:mod:`sparsenet.distributed`); rank 0 alone writes files. ``procs``, ``threads`` and
-    ``device`` may change on resume; the global batch does not.
+Everything random in epoch e derives from ``(seed, e)`` (sample order, augmentation, dropout), so
+the checkpoint after epoch e holds all the state there is, and a run resumed after a kill at any
+moment is bit-identical to an uninterrupted one on the CPU with the same thread count and library
+versions (``tests/test_train.py``; docs/training.md lists what else changes results).
+``procs`` and ``threads`` of ``"auto"`` are recorded as the numbers they resolved to.
 """
 
 from __future__ import annotations
