@@ -69,6 +69,15 @@ def check_new(run_dir: str | os.PathLike) -> None:
     )
 
 
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.NAME.tmp-PID...``) that writers killed while writing left in
+    ``run_dir``, those of processes no longer running; returns them. Call it holding the lock."""
+    stale = [p for p in Path(run_dir).glob(".*.tmp-*") if not _running(p.name.rsplit(".tmp-", 1)[1].split(".")[0])]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 class RunLock:
     """One writer per run folder: an exclusive ``flock`` on ``run_dir/.lock``, which holds the writer's pid.
 

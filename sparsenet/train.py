@@ -107,6 +107,7 @@ def _launch(config: TrainConfig, resume: bool) -> Path:
         stack.callback(torch.set_num_threads, torch.get_num_threads())
         if resume:
             lock = stack.enter_context(RunLock(config.run_dir))  # before anything slow
+            runs.remove_stale_temporaries(config.run_dir)  # of a writer killed while writing
         config, setup, identity = _prepare(config, rank, procs, resume)
         if not resume:
             lock = stack.enter_context(_new_folder(config.run_dir))

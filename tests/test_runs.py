@@ -97,3 +97,14 @@ def test_a_lock_outliving_its_writer_is_waited_for(tmp_path):
 
 def test_rank_logs_live_in_the_run_folder(tmp_path):
     assert runs.rank_log(tmp_path, 1) == tmp_path / "logs" / "rank-1.log"
+
+
+def test_temporary_files_of_killed_writers_are_removed(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = [tmp_path / f".checkpoint.pt.tmp-{gone.pid}", tmp_path / f".curves.png.tmp-{gone.pid}.png"]
+    live = tmp_path / f".metrics.jsonl.tmp-{os.getpid()}"
+    for path in [*stale, live, tmp_path / "checkpoint.pt"]:
+        path.write_text("")
+    assert sorted(runs.remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "checkpoint.pt"])
