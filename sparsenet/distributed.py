@@ -29,7 +29,6 @@ rule is in docs/training.md, "Threads").
 from __future__ import annotations
 
 import importlib
-import io
 import json
 import os
 import signal
@@ -245,32 +244,13 @@ def watch_parent(parent: int, interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="sparsenet-parent-watchdog", daemon=True).start()
 
 
-class _Console(io.TextIOBase):
-    """Standard error of rank 0 when it goes to a log: everything to the log and to the user's
-    console, except progress bars (text with ``\\r``, rewriting a line), which go to the console only."""
+_console = None  # rank 0's copy of the user's standard error, when its own goes to a log (set by rank_main)
 
-    def __init__(self, log, console):
-        self.log, self.console = log, console
 
-    def write(self, text: str) -> int:
-        if "\r" not in text:
-            self.log.write(text)
-        self.console.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        self.log.flush()
-        self.console.flush()
-
-    def isatty(self) -> bool:
-        return self.console.isatty()
-
-    def fileno(self) -> int:
-        return self.log.fileno()
-
-    @property
-    def encoding(self) -> str:
-        return self.console.encoding
+def console():
+    """Where this process shows the user its progress: standard error, or for rank 0 of :func:`spawn`
+    the standard error of the process that started it (its own goes to its log)."""
+    return _console or sys.stderr
 
 
 def failure_record(log: Path) -> Path:
@@ -282,16 +262,16 @@ def rank_main(target: str, payload: str, parent: str, log: str) -> None:
     """The body of a process started by :func:`spawn`: watch the parent, call ``target(payload)``
     (``"module:function"``); on an exception print its traceback to standard error (the rank's
     ``log``) and record the failure for the parent (:func:`failure_record`), then exit with 1."""
+    global _console
     watch_parent(int(parent))
-    console = os.environ.pop(CONSOLE_FD, None)
-    if console is not None:
-        sys.stderr = _Console(sys.stderr, os.fdopen(int(console), "w", buffering=1))
+    if CONSOLE_FD in os.environ:
+        _console = os.fdopen(int(os.environ.pop(CONSOLE_FD)), "w", buffering=1)
     module, name = target.split(":")
     try:
         getattr(importlib.import_module(module), name)(payload)
     except Exception as err:
         text = traceback.format_exc()
-        print(text, file=sys.__stderr__, end="", flush=True)
+        print(text, file=sys.stderr, end="", flush=True)
         expected = isinstance(err, (SparsenetError, OSError))
         record = {"time": time.time(), "expected": expected, "message": str(err), "traceback": text}
         failure_record(Path(log)).write_text(json.dumps(record))
@@ -312,10 +292,10 @@ def spawn(
 
     Fresh interpreters (not fork, not multiprocessing's spawn, which re-imports the caller's
     ``__main__``), like torchrun; they die with this process. Rank r's standard error is appended
-    to file ``log(r)`` (rank 0's also goes to ours). A rank that fails stops the others and raises
-    :class:`RankFailed` here, with its cause once. On Ctrl-C every rank gets SIGINT and should stop
-    where it is; :class:`KeyboardInterrupt` is raised here once they have exited. ``pass_fds`` are
-    inherited by every rank (a run's lock).
+    to file ``log(r)``; rank 0 shows its progress on ours (:func:`console`). A rank that fails stops
+    the others and raises :class:`RankFailed` here, with its cause once. On Ctrl-C every rank gets
+    SIGINT and should stop where it is; :class:`KeyboardInterrupt` is raised here once they have
+    exited. ``pass_fds`` are inherited by every rank (a run's lock).
     """
     import sparsenet
 

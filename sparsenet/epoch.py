@@ -89,7 +89,9 @@ def _diverged(config: TrainConfig, what: str, epoch: int, where: str) -> RunErro
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """``message`` on standard error (a rank's log) and, if that is another stream, the user's console."""
+    for stream in dict.fromkeys((sys.stderr, distributed.console())):
+        print(message, file=stream, flush=True)
 
 
 @dataclass
@@ -167,7 +169,8 @@ def train_epoch(
     watch = Stopwatch()
     before = dict(train_set.seconds)
     shares = [distributed.share(batch, rank.rank, rank.world) for batch in batches]
-    bar = tqdm(total=len(batches), desc=desc, leave=False, disable=not (rank.main and sys.stderr.isatty()))
+    shown = distributed.console()
+    bar = tqdm(total=len(batches), desc=desc, leave=False, file=shown, disable=not (rank.main and shown.isatty()))
     for step, (batch, global_size) in enumerate(zip(loader(train_set, shares, workers), map(len, batches)), 1):
         batch = batch.to(ctx.device)
         watch.lap("data")  # load, augment, collate (waiting for them, with loader workers)
