@@ -355,63 +355,23 @@ def test_a_new_run_never_takes_over_a_folder_with_files(strokes, tmp_path, name)
     assert (tmp_path / name).read_text() == "the user's own"
 
 
-def copy_data(strokes, to):
-    shutil.copytree(strokes / "data", to)
-    return to
-
-
 def test_bad_data_is_refused_before_the_run_folder_is_made(strokes, tmp_path):
-    data = copy_data(strokes, tmp_path / "data")
+    data = shutil.copytree(strokes / "data", tmp_path / "data")
     shard = sorted((data / "test").glob("shard-*.h5"))[-1]
     original = shard.read_bytes()
     with h5py.File(shard, "r+") as f:  # the last test shard: old code met it after the first epoch
         f["features"][0, 0] = np.nan
-    run = tmp_path / "run"
     with pytest.raises(ShardError, match=shard.name):
-        training.train(config(data, run))
-    assert not run.exists()
-    shard.write_bytes(original)
-    assert training.train(config(data, run, epochs=1)) == run  # no "already holds a run"
-
-
-def set_run_ids(data, **run_ids) -> None:
-    for split, run_id in run_ids.items():
-        manifest = data / split / "manifest.json"
-        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "run_id": run_id}))
-
-
-def test_splits_of_two_preprocess_runs_are_refused(strokes, tmp_path):
-    data = copy_data(strokes, tmp_path / "data")
-    set_run_ids(data, train="run-a", test="run-b")
-    with pytest.raises(ShardError, match="different preprocess runs"):
         training.train(config(data, tmp_path / "run"))
     assert not (tmp_path / "run").exists()
-
-
-def test_resume_refuses_data_that_was_preprocessed_again(strokes, tmp_path):
-    data = copy_data(strokes, tmp_path / "data")
-    run = training.train(config(data, tmp_path / "run", epochs=1))
-    recorded = ckpt_io.load(run / "checkpoint.pt").data_identity
-    assert recorded == ckpt_io.data_identity(data) and recorded["train"]["manifest_sha256"]
-    assert json.loads((run / "config.json").read_text())["data_identity"] == recorded
-    convert(strokes / "raw", data, scale=8, field=12, train_writers=range(1, 9), test_writers=range(9, 13))
-    with pytest.raises(CheckpointError, match=f"the data changed.*{data / 'train'}: its manifest.json changed"):
-        training.resume(run, epochs=2)
-    set_run_ids(data, train="new", test="new")
-    with pytest.raises(CheckpointError, match="preprocess run None became new"):
-        training.resume(run, epochs=2)
-    assert ckpt_io.load(run / "checkpoint.pt").epoch == 1
-
-
-def test_checkpoints_without_a_data_record_resume_with_a_warning(strokes, tmp_path, capsys):
-    run = training.train(config(strokes / "data", tmp_path / "run", epochs=1))
-    payload = torch.load(run / "checkpoint.pt", weights_only=True)
-    del payload["data_identity"]
-    torch.save(payload, run / "checkpoint.pt")
-    capsys.readouterr()
-    training.resume(run, epochs=2)
-    assert "records no data identity" in capsys.readouterr().err
-    assert ckpt_io.load(run / "checkpoint.pt").data_identity == ckpt_io.data_identity(strokes / "data")
+    shard.write_bytes(original)
+    assert training.train(config(data, tmp_path / "run", epochs=1)) == tmp_path / "run"  # not "holds a run"
+    for split, run_id in (("train", "run-a"), ("test", "run-b")):  # splits of two preprocess runs
+        manifest = data / split / "manifest.json"
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "run_id": run_id}))
+    with pytest.raises(ShardError, match="different preprocess runs"):
+        training.train(config(data, tmp_path / "other"))
+    assert not (tmp_path / "other").exists()
 
 
 def test_one_writer_per_run_folder(reference, tmp_path):
