@@ -288,3 +288,16 @@ def test_threads_never_oversubscribe_the_usable_cores(monkeypatch):
     assert [distributed.resolve_threads("auto", procs, sparse=False) for procs in (1, 2, 3, 16)] == [8, 4, 2, 1]
     assert distributed.resolve_threads("auto", 1, sparse=True) == 1  # spconv's CPU kernels use one thread
     assert distributed.resolve_threads(3, 2, sparse=True) == 3
+
+
+def test_a_rank_failure_reaches_the_user_as_one_line(tmp_path):
+    """Both ranks diverge (and one may lose its peer); the user reads the cause once, the logs keep the rest."""
+    data = write_digit_shards(tmp_path / "data")
+    run = tmp_path / "run"
+    command = [*train_command(data, run), "--lr", "1e10", "--optimizer", "sgd"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("loss became") == 1 and "lower --lr (it was 1e+10)" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and f"full log: {run / 'logs'}/rank-" in result.stderr
+    assert any("Traceback" in run_files.rank_log(run, r).read_text() for r in (0, 1))
+    assert ckpt_io.load(run / "checkpoint.pt").epoch == 0  # the run can be resumed (with the same lr, to no avail)
