@@ -6,6 +6,8 @@ with ``torch.load(..., weights_only=True)``::
     format      "sparsenet.checkpoint"      version   1
     config      TrainConfig as a JSON string
     data        the shards' meta (field, classes, features, converter params, format version)
+    data_identity  per split: the manifest's ``run_id`` and the manifest file's sha256
+                (see :func:`data_identity`; absent in checkpoints of older sparsenet versions)
     versions    python, torch, spconv, numpy, sparsenet
     epoch       completed epochs (0: the initial weights)
     model       state_dict of the bare network (no DDP prefix)
@@ -20,9 +22,11 @@ state has to be stored for a resumed run to repeat the uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparsenet.config import TrainConfig
+from sparsenet.config import SPLITS, TrainConfig
+from sparsenet.datasets import split_run_id
 from sparsenet.errors import CheckpointError
 from sparsenet.runs import BEST, CHECKPOINT
-from sparsenet.shards import FORMAT_VERSION, ShardMeta, legacy_names
+from sparsenet.shards import FORMAT_VERSION, MANIFEST, ShardMeta, legacy_names
 
 FORMAT = "sparsenet.checkpoint"
 VERSION = 1
@@ -85,6 +90,47 @@ def check_data(info: dict[str, Any], meta: ShardMeta, path: str | os.PathLike, d
             raise CheckpointError(path, f"was trained on data with {key} {info[key]}, but {data} has {found[key]}")
 
 
+def data_identity(data: str | os.PathLike) -> dict[str, dict[str, str | None]]:
+    """What identifies the dataset folder ``data``: ``{split: {"run_id": the manifest's run id or None,
+    "manifest_sha256": the manifest file's sha256 or None}}`` for the train and test splits. The
+    manifest lists every shard file's checksum, so its own checksum changes with any shard."""
+    identity = {}
+    for split in SPLITS:
+        path = Path(data) / split / MANIFEST
+        try:
+            text = path.read_bytes()
+        except FileNotFoundError:
+            identity[split] = {"run_id": None, "manifest_sha256": None}
+            continue
+        identity[split] = {"run_id": split_run_id(path.parent), "manifest_sha256": hashlib.sha256(text).hexdigest()}
+    return identity
+
+
+def check_identity(recorded: dict | None, found: dict, path: str | os.PathLike, data: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` if the splits of ``data`` (identity ``found``) are not those
+    checkpoint ``path`` was trained on (``recorded``); a checkpoint without a record gets a warning."""
+    if recorded is None:
+        print(
+            f"warning: {path} records no data identity (an older sparsenet wrote it); "
+            f"cannot check that {data} is the data it was trained on",
+            file=sys.stderr,
+        )
+        return
+    for split in SPLITS:
+        before, now = recorded.get(split, {}), found[split]
+        if before.get("run_id") != now["run_id"]:
+            change = f"preprocess run {before.get('run_id')} became {now['run_id']}"
+        elif before.get("manifest_sha256") != now["manifest_sha256"]:
+            change = "its manifest.json changed (other shards or checksums)"
+        else:
+            continue
+        raise CheckpointError(
+            path,
+            f"the data changed since this run started: {Path(data) / split}: {change}; "
+            "start a new run (another --out) on the new data",
+        )
+
+
 @dataclass
 class Checkpoint:
     """A loaded checkpoint (see the module docstring for the fields)."""
@@ -98,6 +144,7 @@ class Checkpoint:
     history: list[dict[str, Any]]
     best_error: float
     versions: dict[str, str]
+    data_identity: dict | None = None  # None: an older checkpoint without the record
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -111,6 +158,7 @@ class Checkpoint:
             "optimizer": self.optimizer,
             "history": self.history,
             "best_error": self.best_error,
+            **({"data_identity": self.data_identity} if self.data_identity is not None else {}),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -176,6 +224,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         history=list(raw["history"]),
         best_error=float(raw["best_error"]),
         versions=dict(raw.get("versions", {})),
+        data_identity=raw.get("data_identity"),
     )
 
 

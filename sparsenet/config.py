@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sparsenet.augment import AUGMENTATIONS
+from sparsenet.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "exp", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_SPLIT, TEST_SPLIT = "train", "test"
+SPLITS = (TRAIN_SPLIT, TEST_SPLIT)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class TrainConfig:
         "auto"  # data-parallel processes `train` starts itself: N, or "auto" (see distributed.resolve_procs)
     )
     sync_batchnorm: bool = False  # with several processes: BatchNorm over the global batch (an all-reduce per layer)
+    threads: int | str = "auto"  # torch threads per training process: N, or "auto" (see distributed.resolve_threads)
     loader_workers: int = 0  # DataLoader worker processes per training process
     eval_batch_size: int = 250  # batch size for test-set evaluation
 
@@ -61,10 +65,10 @@ class TrainConfig:
             (self.epochs >= 1, "epochs", "at least 1"),
             (self.batch_size >= 1, "batch_size", "at least 1"),
             (self.eval_batch_size >= 1, "eval_batch_size", "at least 1"),
-            (self.lr > 0, "lr", "positive"),
-            (self.lr_decay >= 0, "lr_decay", "zero or positive"),
+            (0 < self.lr < math.inf, "lr", "positive and finite"),
+            (0 <= self.lr_decay < math.inf, "lr_decay", "zero or positive, finite"),
             (0 <= self.momentum < 1, "momentum", "in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay", "zero or positive"),
+            (0 <= self.weight_decay < math.inf, "weight_decay", "zero or positive, finite"),
             (self.loader_workers >= 0, "loader_workers", "zero or positive"),
             (self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}"),
             (self.lr_schedule in SCHEDULES, "lr_schedule", f"one of {', '.join(SCHEDULES)}"),
@@ -73,10 +77,15 @@ class TrainConfig:
             (isinstance(self.model_kwargs, dict), "model_kwargs", "a JSON object"),
             (isinstance(self.sync_batchnorm, bool), "sync_batchnorm", "true or false"),
             (self.procs == "auto" or (type(self.procs) is int and self.procs >= 1), "procs", '"auto" or at least 1'),
+            (
+                self.threads == "auto" or (type(self.threads) is int and self.threads >= 1),
+                "threads",
+                '"auto" or at least 1',
+            ),
         ]
         for ok, name, expected in checks:
             if not ok:
-                raise ValueError(f"config field {name} must be {expected}, got {getattr(self, name)!r}")
+                raise ConfigError(f"config field {name} must be {expected}, got {getattr(self, name)!r}")
 
     @property
     def run_dir(self) -> Path:
@@ -90,15 +99,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build a config from plain values; unknown or missing keys raise ``ValueError``."""
+        """Build a config from plain values; unknown or missing keys raise :class:`ConfigError`."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
         try:
             return cls(**values)
-        except TypeError as err:  # a required key is missing
-            raise ValueError(f"incomplete config: {err}") from None
+        except TypeError as err:  # a required key is missing, or a value of a type that cannot be compared
+            raise ConfigError(f"incomplete or mistyped config: {err}") from None
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
@@ -188,7 +197,7 @@ def for_dataset(data: str | os.PathLike, out: str | os.PathLike | None = None, *
         defaults = {k: v for k, v in defaults.items() if k != "model_kwargs"}
     values: dict[str, Any] = {"data": str(data), **defaults, **overrides}
     if "model" not in values:
-        raise ValueError(
+        raise ConfigError(
             f"{data}: no defaults for dataset {name!r} (known: {', '.join(DATASET_DEFAULTS)}); give a model"
         )
     values["out"] = str(out) if out is not None else f"runs/{name}-{values['model']}"
@@ -198,10 +207,12 @@ def for_dataset(data: str | os.PathLike, out: str | os.PathLike | None = None, *
 def from_file(path: str | os.PathLike) -> TrainConfig:
     """The config in a JSON file: a bare config, or a run's config.json (its ``config`` entry)."""
     try:
-        values = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        values = json.loads(Path(path).read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{os.fsdecode(path)}: not valid JSON ({err})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{os.fsdecode(path)}: not a JSON object of config fields")
     try:
-        return TrainConfig.from_dict(values.get("config", values) if isinstance(values, dict) else values)
+        return TrainConfig.from_dict(values.get("config", values))
     except (ValueError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise ConfigError(f"{os.fsdecode(path)}: {err}") from None

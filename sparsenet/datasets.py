@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TextIO
 
 from sparsenet.errors import DatasetError
+from sparsenet.manifest import dataset_splits
 from sparsenet.shards import FORMAT, MANIFEST, ShardMeta, ShardWriter
 
 _AT_FDCWD = -100
@@ -106,7 +107,8 @@ class DatasetWriter:
         if name in self.samples or (self._open is not None and self._open.out_dir.name == name):
             raise ValueError(f"split {name!r} was already written")
         self._close_split()
-        self._open = ShardWriter(self._new / name, self.meta, samples_per_shard=self.samples_per_shard).__enter__()
+        writer = ShardWriter(self._new / name, self.meta, samples_per_shard=self.samples_per_shard, run_id=self.run_id)
+        self._open = writer.__enter__()
         return self._open
 
     def _close_split(self, exc_info: tuple = (None, None, None)) -> None:
@@ -129,8 +131,6 @@ class DatasetWriter:
             self._close_split()
             if not self.samples:
                 raise ValueError(f"{self.out_dir}: no splits were written")
-            for name in self.samples:
-                _stamp(self._new / name / MANIFEST, self.run_id)
             self._check_foreign()  # again: the user may have added files while we converted
             self._keep_foreign()
             self._swap()
@@ -343,12 +343,6 @@ def recover(out_dir: str | os.PathLike) -> None:
             _discard(path, out_dir)
 
 
-def _stamp(manifest: Path, run_id: str) -> None:
-    data = json.loads(manifest.read_text())
-    data["run_id"] = run_id
-    manifest.write_text(json.dumps(data, indent=1) + "\n")
-
-
 def split_run_id(split_dir: str | os.PathLike) -> str | None:
     """The ``run_id`` in ``split_dir/manifest.json``; None for a split written before run ids
     (or a folder without a manifest, which the shard reader judges)."""
@@ -383,12 +377,6 @@ def check_same_run(split_dirs: Sequence[str | os.PathLike]) -> str | None:
 
 def _run(run_id: str | None) -> str:
     return f"run {run_id}" if run_id else "a conversion that recorded no run id"
-
-
-def dataset_splits(data_dir: str | os.PathLike) -> list[Path]:
-    """The split folders of a dataset folder: visible subfolders holding a ``manifest.json``."""
-    folders = sorted(p for p in Path(data_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
-    return [p for p in folders if (p / MANIFEST).is_file()]
 
 
 def dataset_run_id(data_dir: str | os.PathLike) -> str | None:

@@ -13,30 +13,40 @@ the same network. The result then differs from one process by more than float ro
 change of batch composition does. ``sync_batchnorm`` swaps BatchNorm layers for
 :class:`SyncedBatchNorm`, which normalises with the statistics of the global batch (torch's own
 ``SyncBatchNorm`` refuses CPU tensors) and so equals one process up to float rounding; it costs
-an all-reduce per BatchNorm layer in the forward and one in the backward pass. With VGGplus's
-17 BatchNorm layers over gloo, two synced processes train no faster than one process
-(docs/BENCHMARKS.md, case 6).
+an all-reduce per BatchNorm layer in the forward and one in the backward pass (docs/BENCHMARKS.md, case 6).
 
 Process groups use gloo on the CPU and NCCL on CUDA. ``torchrun`` sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous; :func:`spawn` starts N local processes
-itself (one torch thread each) with the same variables, on a free localhost port.
+itself with the same variables, on a free localhost port. They die with the process that
+started them (``PR_SET_PDEATHSIG`` on Linux, and a watchdog thread on the parent's pid), and a
+failure in one of them is reported once, as one line (:class:`RankFailed`), its traceback kept
+in the rank's log.
+
+Threads: :func:`resolve_threads` keeps processes x torch threads within the usable cores (the
+rule is in docs/training.md, "Threads").
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from sparsenet.errors import SparsenetError
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,14 @@ def resolve_procs(procs: int | str, device: torch.device, batch_size: int) -> in
         return int(procs)
     available = max(torch.cuda.device_count(), 1) if device.type == "cuda" else usable_cores()
     return max(1, min(available, batch_size // MIN_SHARE))
+
+
+def resolve_threads(threads: int | str, procs: int, sparse: bool) -> int:
+    """Torch threads per process: ``threads``, or for ``"auto"`` 1 for a ``sparse`` network and
+    otherwise the usable cores shared among ``procs`` processes (at least 1); see the module docstring."""
+    if threads != "auto":
+        return int(threads)
+    return 1 if sparse else max(1, usable_cores() // procs)
 
 
 def init(rank: Rank, device: torch.device) -> None:
@@ -197,32 +215,97 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-_CHILD = (
-    "import importlib, sys; module, name = sys.argv[1].split(':'); "
-    "getattr(importlib.import_module(module), name)(sys.argv[2])"
-)
+# A rank's first statements: die with the parent (Linux) before importing anything slow, then rank_main.
+_CHILD = """
+import os, sys
+if sys.platform.startswith("linux"):
+    import ctypes, signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[3]):
+    sys.exit(1)  # the parent died before prctl
+from sparsenet.distributed import rank_main
+rank_main(*sys.argv[1:])
+"""
+CONSOLE_FD = "SPARSENET_CONSOLE_FD"  # rank 0's copy of the parent's standard error, when its own goes to a log
 
 
-def spawn(target: str, world: int, payload: str) -> None:
+class RankFailed(SparsenetError):
+    """A process of :func:`spawn` failed: its one-line cause (a bug: its traceback) and its log."""
+
+
+def watch_parent(parent: int, interval: float = 0.5) -> None:
+    """End this process when its parent ``parent`` (a pid) is gone (a portable ``PR_SET_PDEATHSIG``)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sparsenet-parent-watchdog", daemon=True).start()
+
+
+_console = None  # rank 0's copy of the user's standard error, when its own goes to a log (set by rank_main)
+
+
+def console():
+    """Where this process shows the user its progress: standard error, or for rank 0 of :func:`spawn`
+    the standard error of the process that started it (its own goes to its log)."""
+    return _console or sys.stderr
+
+
+def failure_record(log: Path) -> Path:
+    """Where a rank writing ``log`` records why it failed: ``rank-N.failure.json`` beside it."""
+    return log.with_suffix(".failure.json")
+
+
+def rank_main(target: str, payload: str, parent: str, log: str) -> None:
+    """The body of a process started by :func:`spawn`: watch the parent, call ``target(payload)``
+    (``"module:function"``); on an exception print its traceback to standard error (the rank's
+    ``log``) and record the failure for the parent (:func:`failure_record`), then exit with 1."""
+    global _console
+    watch_parent(int(parent))
+    if CONSOLE_FD in os.environ:
+        _console = os.fdopen(int(os.environ.pop(CONSOLE_FD)), "w", buffering=1)
+    module, name = target.split(":")
+    try:
+        getattr(importlib.import_module(module), name)(payload)
+    except Exception as err:
+        text = traceback.format_exc()
+        print(text, file=sys.stderr, end="", flush=True)
+        expected = isinstance(err, (SparsenetError, OSError))
+        record = {"time": time.time(), "expected": expected, "message": str(err), "traceback": text}
+        failure_record(Path(log)).write_text(json.dumps(record))
+        sys.exit(1)
+
+
+def spawn(
+    target: str, world: int, payload: str, *, log: Callable[[int], Path], threads: int = 1, pass_fds: Sequence[int] = ()
+) -> None:
     """Run ``target(payload)`` (``"module:function"``) in ``world`` new Python processes, ranks
-    0..world-1 on localhost with one torch thread each, and wait for all of them.
+    0..world-1 on localhost with ``threads`` torch threads each, and wait for all of them.
 
     Fresh interpreters (not fork, not multiprocessing's spawn, which re-imports the caller's
-    ``__main__``), like torchrun. A rank that fails stops the others and raises ``RuntimeError``
-    (its traceback is on stderr). On Ctrl-C every rank gets SIGINT and should stop where it is;
-    :class:`KeyboardInterrupt` is raised here once they have exited.
+    ``__main__``), like torchrun; they die with this process. Rank r's standard error is appended
+    to file ``log(r)``; rank 0 shows its progress on ours (:func:`console`). A rank that fails stops
+    the others and raises :class:`RankFailed` here, with its cause once. On Ctrl-C every rank gets
+    SIGINT and should stop where it is; :class:`KeyboardInterrupt` is raised here once they have
+    exited. ``pass_fds`` are inherited by every rank (a run's lock).
     """
     import sparsenet
 
     package_root = str(Path(sparsenet.__file__).resolve().parents[1])
     env = dict(
-        os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(world), OMP_NUM_THREADS="1"
+        os.environ,
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        WORLD_SIZE=str(world),
+        OMP_NUM_THREADS=str(threads),
     )
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    ranks = [
-        subprocess.Popen([sys.executable, "-c", _CHILD, target, payload], env=dict(env, RANK=str(r), LOCAL_RANK=str(r)))
-        for r in range(world)
-    ]
+    ranks = []
+    for r in range(world):
+        command = [sys.executable, "-c", _CHILD, target, payload, str(os.getpid()), str(log(r))]
+        ranks.append(_start_logged(command, dict(env, RANK=str(r), LOCAL_RANK=str(r)), pass_fds, log(r), r == 0))
     try:
         while not any(process.poll() for process in ranks):
             if all(process.poll() == 0 for process in ranks):
@@ -232,8 +315,42 @@ def spawn(target: str, world: int, payload: str) -> None:
         _stop(ranks, signal.SIGINT)
         raise
     _stop(ranks, signal.SIGTERM, grace=10.0)  # the others fail soon too, often with the first failure's cause
-    codes = ", ".join(f"rank {r}: {process.returncode}" for r, process in enumerate(ranks))
-    raise RuntimeError(f"a training process failed (exit codes {codes}); the errors are printed above")
+    raise _failure(world, log, ", ".join(f"rank {r}: {process.returncode}" for r, process in enumerate(ranks)))
+
+
+def _start_logged(command: list[str], env: dict, pass_fds: Sequence[int], log: Path, console: bool) -> subprocess.Popen:
+    """Start a rank whose standard error is appended to ``log``; with ``console`` it gets our standard error too."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    failure_record(log).unlink(missing_ok=True)
+    fds = list(pass_fds)
+    if console:
+        fds.append(os.dup(2))
+        env = dict(env, **{CONSOLE_FD: str(fds[-1])})
+    with open(log, "a") as stderr:
+        stderr.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} rank {env['RANK']} of {env['WORLD_SIZE']}\n")
+        stderr.flush()
+        try:
+            return subprocess.Popen(command, env=env, stderr=stderr, pass_fds=fds)
+        finally:  # the rank holds its own copy
+            if console:
+                os.close(fds[-1])
+
+
+def _failure(world: int, log: Callable[[int], Path], codes: str) -> RankFailed:
+    """The error to report for failed ranks: the earliest expected failure (a SparsenetError or
+    OSError), else the earliest unexpected one; the other ranks' failures are mostly lost peers."""
+    records = []
+    for r in range(world):
+        path = failure_record(log(r))
+        if path.is_file():
+            records.append({**json.loads(path.read_text()), "rank": r})
+    if not records:
+        return RankFailed(f"training processes ended without a Python error (exit codes {codes}); see {log(0).parent}")
+    first = min(records, key=lambda record: (not record["expected"], record["time"]))
+    where = f"training process {first['rank']} of {world}; full log: {log(first['rank'])}"
+    if first["expected"]:
+        return RankFailed(f"{first['message']} ({where})")
+    return RankFailed(f"unexpected error in {where}\n{first['traceback'].rstrip()}")
 
 
 def _stop(ranks: list[subprocess.Popen], sig: int, grace: float = 30.0) -> None:

@@ -2,11 +2,15 @@
 
 Everything random in epoch e derives from ``(seed, e)`` (see :mod:`sparsenet.train`): the
 global batches (:func:`epoch_batches`), each sample's augmentation and, reseeded per rank,
-torch's generator for dropout. :func:`run_epoch` returns the epoch's metrics row.
+torch's generator for dropout. :func:`run_epoch` returns the epoch's metrics row. A loss or
+weights that stop being finite end the run with a :class:`~sparsenet.errors.RunError` naming
+the epoch and step. :func:`check_first_batch` tries the network on a batch before a run starts.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -20,6 +24,7 @@ from sparsenet import distributed
 from sparsenet.batch import ShardDataset
 from sparsenet.config import TrainConfig
 from sparsenet.distributed import Rank
+from sparsenet.errors import ConfigError, RunError
 from sparsenet.metrics import Tally
 from sparsenet.optim import lr_at
 from sparsenet.pipeline import in_batches, inputs, loader, tally
@@ -51,8 +56,42 @@ class Stopwatch:
         self._last = now
 
 
+def check_first_batch(config: TrainConfig, network: torch.nn.Module, train_set: ShardDataset, procs: int) -> None:
+    """A training-mode forward pass of ``network`` (on the CPU, without gradients; its state is
+    restored) on the first batch a process of ``procs`` will train on: the smallest share with
+    per-process BatchNorm. A batch the network cannot take raises :class:`ConfigError` now, not
+    after the run folder was made."""
+    batch = epoch_batches(len(train_set), config.batch_size, config.seed, 0)[0]
+    if not (procs > 1 and config.sync_batchnorm):
+        batch = distributed.share(batch, 0, procs)
+    state = copy.deepcopy(network.state_dict())  # the forward pass moves BatchNorm's running statistics
+    network.train()
+    try:
+        with torch.no_grad():
+            network(*inputs(network, next(iter(loader(train_set, [batch])))))
+    except ValueError as err:
+        if "Expected more than 1 value per channel" not in str(err):
+            raise
+        raise ConfigError(
+            f"batch size {len(batch)} leaves BatchNorm one value per channel; use >= 2"
+            + (
+                f" per process (--batch-size >= {2 * procs} with --procs {procs})"
+                if len(batch) < config.batch_size
+                else ""
+            )
+        ) from None
+    finally:
+        network.load_state_dict(state)
+
+
+def _diverged(config: TrainConfig, what: str, epoch: int, where: str) -> RunError:
+    return RunError(config.run_dir, f"{what} at epoch {epoch + 1}{where}; lower --lr (it was {config.lr:g})")
+
+
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """``message`` on standard error (a rank's log) and, if that is another stream, the user's console."""
+    for stream in dict.fromkeys((sys.stderr, distributed.console())):
+        print(message, file=stream, flush=True)
 
 
 @dataclass
@@ -81,12 +120,14 @@ def run_epoch(ctx: EpochContext, epoch: int) -> tuple[dict[str, Any], Tally]:
     batches = epoch_batches(len(train_set), config.batch_size, config.seed, epoch)
     start = time.perf_counter()
     desc = f"epoch {epoch + 1}/{config.epochs}"
-    train, profile = train_epoch(ctx, batches, desc)
+    train, profile = train_epoch(ctx, batches, desc, epoch)
     train_seconds = time.perf_counter() - start
     distributed.average_buffers(ctx.network)
     k = test_set.reader.meta.num_classes
     test = tally(ctx.network, loader(test_set, ctx.test_batches, config.loader_workers), ctx.device, k)
     train, test = (Tally.from_vector(k, distributed.all_sum(t.to_vector())) for t in (train, test))
+    if not (math.isfinite(test.loss) and all(torch.isfinite(p).all() for p in ctx.network.state_dict().values())):
+        raise _diverged(config, "the weights became non-finite", epoch, " (after its last step)")
     samples = sum(len(b) for b in batches)
     row = {
         "epoch": epoch + 1,
@@ -112,10 +153,13 @@ def run_epoch(ctx: EpochContext, epoch: int) -> tuple[dict[str, Any], Tally]:
     return row, test
 
 
-def train_epoch(ctx: EpochContext, batches: list[list[int]], desc: str = "") -> tuple[Tally, dict[str, float]]:
-    """One pass over this rank's share of the global ``batches`` (index lists); returns (train tally,
-    seconds per stage: ``data`` (waiting for batches), ``forward``, ``backward``, ``step``, and without
-    loader workers ``data``'s parts ``load``, ``augment``, ``collate``)."""
+def train_epoch(
+    ctx: EpochContext, batches: list[list[int]], desc: str = "", epoch: int = 0
+) -> tuple[Tally, dict[str, float]]:
+    """One pass over this rank's share of the global ``batches`` (index lists) of epoch ``epoch``;
+    returns (train tally, seconds per stage: ``data`` (waiting for batches), ``forward``,
+    ``backward``, ``step``, and without loader workers ``data``'s parts ``load``, ``augment``,
+    ``collate``). A loss that is not finite raises :class:`RunError` before the step."""
     from tqdm import tqdm
 
     model, network, optimizer, train_set, rank = ctx.model, ctx.network, ctx.optimizer, ctx.train_set, ctx.rank
@@ -125,18 +169,21 @@ def train_epoch(ctx: EpochContext, batches: list[list[int]], desc: str = "") -> 
     watch = Stopwatch()
     before = dict(train_set.seconds)
     shares = [distributed.share(batch, rank.rank, rank.world) for batch in batches]
-    bar = tqdm(total=len(batches), desc=desc, leave=False, disable=not (rank.main and sys.stderr.isatty()))
-    for batch, global_size in zip(loader(train_set, shares, workers), map(len, batches)):
+    shown = distributed.console()
+    bar = tqdm(total=len(batches), desc=desc, leave=False, file=shown, disable=not (rank.main and shown.isatty()))
+    for step, (batch, global_size) in enumerate(zip(loader(train_set, shares, workers), map(len, batches)), 1):
         batch = batch.to(ctx.device)
         watch.lap("data")  # load, augment, collate (waiting for them, with loader workers)
         logits = model(*inputs(network, batch))
         loss_sum = F.cross_entropy(logits, batch.labels, reduction="sum")
+        loss_value = loss_sum.item()
+        if not math.isfinite(loss_value):
+            raise _diverged(ctx.config, f"loss became {loss_value}", epoch, f", step {step}")
         watch.lap("forward")
         optimizer.zero_grad(set_to_none=True)
         (loss_sum * (rank.world / global_size)).backward()  # DDP averages over ranks: the global-batch mean
         watch.lap("backward")
         optimizer.step()
-        loss_value = loss_sum.item()
         totals.add(logits, batch.labels, loss_value)
         watch.lap("step")
         bar.update()

@@ -75,6 +75,16 @@ class Tally:
             return np.where(totals > 0, 1.0 - np.diag(self.confusion) / totals, np.nan)
 
 
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes of a path (``os.fsdecode``'s surrogate escapes) shown as U+FFFD,
+    so that fonts and UTF-8 files can take it; other text is unchanged."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file name produced
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend (files only, no display)."""
     import matplotlib
@@ -122,11 +132,11 @@ def plot_confusion(
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
-    ax.set(
-        xlabel="predicted class", ylabel="true class", title=title or f"confusion matrix ({confusion.sum()} samples)"
-    )
+    title = printable(title) or f"confusion matrix ({confusion.sum()} samples)"  # titles often name a path
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
     if class_names and k <= 40:
-        ax.set_xticks(range(k), class_names, rotation=90, fontsize=7)
-        ax.set_yticks(range(k), class_names, fontsize=7)
+        names = [printable(name) for name in class_names]
+        ax.set_xticks(range(k), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(k), names, fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)

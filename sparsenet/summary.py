@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sparsenet.datasets import check_same_run
 from sparsenet.manifest import dataset_splits
-from sparsenet.shards import ShardError, ShardMeta, ShardReader
+from sparsenet.shards import ShardMeta, ShardReader
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,7 @@ def summarize(path: str | os.PathLike) -> list[SplitSummary]:
         reader = ShardReader(split, cache_shards=1)
         sites = reader.sites_per_sample  # loads, and so fully checks, every shard
         out.append(SplitSummary(split, len(reader.files), len(reader), reader.meta, sites, reader.run_id))
-    run_ids = {s.path.name: s.run_id for s in out if s.run_id is not None}
-    if len(set(run_ids.values())) > 1:
-        found = ", ".join(f"{name}: {run_id}" for name, run_id in sorted(run_ids.items()))
-        raise ShardError(path, f"splits written by different runs ({found}); re-run `sparsenet preprocess`")
+    check_same_run([s.path for s in out])
     return out
 
 

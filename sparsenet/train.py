@@ -1,64 +1,59 @@
-"""The training loop: ``train(config) -> run_dir`` and ``resume(run_dir) -> run_dir``.
+"""The run lifecycle: ``train(config) -> run_dir`` starts a run, ``resume(run_dir) -> run_dir`` continues one.
 
-One run folder holds ``config.json`` (config, data, versions), ``metrics.jsonl`` (one row per
-epoch), ``curves.png``, ``confusion.png`` (test set, best epoch so far), ``checkpoint.pt``
-(after every epoch, the initial weights as epoch 0) and ``best.pt`` (lowest test error).
+The run folder's files are described in :mod:`sparsenet.runs`, an epoch in :mod:`sparsenet.epoch`,
+the processes of ``--procs N`` in :mod:`sparsenet.distributed` (rank 0 alone writes files).
+Before a run folder is made (or, on resume, used) the main process checks every shard of both
+splits, that they fit each other and come from one preprocess run, and (on resume) that they are
+the data the run was trained on, and tries the network on a first batch. The epoch-0 checkpoint
+is a new run's first file, so a folder holds nothing or a run that ``resume`` continues.
 
-Resume and determinism
-    Everything random in epoch e is derived from ``(seed, e)``: the sample order
-    (``numpy.random.default_rng((seed, e))``), each sample's augmentation (``(seed, e, index)``,
-    see :class:`~sparsenet.batch.ShardDataset`) and torch's generator for dropout (reseeded at
-    every epoch from ``(seed, e, rank)``). A checkpoint after epoch e therefore holds all the
-    state there is (weights, BatchNorm statistics, optimizer moments; the learning rate is a
-    function of e), and ``resume`` after a kill at any moment repeats the lost epoch exactly.
-    Files are replaced atomically (temporary file + ``os.replace``), the checkpoint first;
-    metrics.jsonl is rewritten from the checkpoint's history, so it never holds an epoch the
-    checkpoint lacks. On the CPU with the same thread count and library versions a resumed run
-    is bit-identical to an uninterrupted one (``tests/test_train.py`` checks it). Sources of
-    nondeterminism left: a different torch thread count or CPU (BLAS blocking changes float
-    rounding), CUDA kernels (scatter-adds with atomics in spconv and torch), and the process
-    count: ``--procs N`` splits each batch, which with per-rank BatchNorm (the default) changes the
-    normalisation statistics, so results differ beyond float rounding; with ``sync_batchnorm`` only
-    the order of float sums changes. ``procs="auto"`` is recorded as the number it resolved to.
-
-Data parallelism
-    Under ``torchrun`` or with ``procs > 1`` every rank takes its share of each global batch
-    (:mod:`sparsenet.distributed`); rank 0 alone writes files. ``procs`` and ``device`` may
-    change on resume; the global batch does not.
+Everything random in epoch e derives from ``(seed, e)`` (sample order, augmentation, dropout), so
+the checkpoint after epoch e holds all the state there is, and a run resumed after a kill at any
+moment is bit-identical to an uninterrupted one on the CPU with the same thread count and library
+versions (``tests/test_train.py``; docs/training.md lists what else changes results).
+``procs`` and ``threads`` of ``"auto"`` are recorded as the numbers they resolved to.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sparsenet import distributed
+from sparsenet import distributed, runs
 from sparsenet.batch import ShardDataset
 from sparsenet.checkpoint import (
     Checkpoint,
     check_data,
+    check_identity,
     class_names,
+    data_identity,
     data_info,
     load,
     load_weights,
     save_atomic,
     versions,
 )
-from sparsenet.config import TEST_SPLIT, TRAIN_SPLIT, TrainConfig, split_reader
+from sparsenet.config import SPLITS, TEST_SPLIT, TRAIN_SPLIT, TrainConfig, split_reader
+from sparsenet.datasets import check_same_run
 from sparsenet.distributed import Rank
-from sparsenet.epoch import EpochContext, run_epoch
+from sparsenet.epoch import EpochContext, check_first_batch, run_epoch
+from sparsenet.errors import ConfigError, RunError
 from sparsenet.metrics import Tally, plot_confusion, plot_curves
 from sparsenet.optim import make_optimizer
 from sparsenet.pipeline import build_network, dataset, in_batches, resolve_device
-from sparsenet.runs import BEST, CHECKPOINT, CONFIG_JSON, CONFUSION, CURVES, METRICS
+from sparsenet.runs import BEST, CHECKPOINT, CONFIG_JSON, CONFUSION, CURVES, METRICS, RunLock
 from sparsenet.shards import ShardError
 
-RESUMABLE = ("epochs", "procs", "device", "loader_workers", "sync_batchnorm")  # may change on resume
+RESUMABLE = ("epochs", "procs", "threads", "device", "loader_workers", "sync_batchnorm")  # may change on resume
 TIMING_KEYS = ("seconds", "train_seconds", "samples_per_s", "profile")  # differ between identical runs
 
 
@@ -71,11 +66,8 @@ class Interrupted(KeyboardInterrupt):
 
 
 def train(config: TrainConfig) -> Path:
-    """Train a new run in ``config.out``; returns the run folder. See the module docstring."""
-    if (config.run_dir / CHECKPOINT).exists():
-        raise ValueError(
-            f"{config.run_dir} already holds a run; continue it with --resume {config.run_dir} or choose another --out"
-        )
+    """Train a new run in ``config.out``, a new or empty folder; returns the run folder."""
+    runs.check_new(config.run_dir)
     return _launch(config, resume=False)
 
 
@@ -84,59 +76,116 @@ def resume(run_dir: str | Path, **changes: Any) -> Path:
     run_dir = Path(run_dir)
     refused = sorted(set(changes) - set(RESUMABLE))
     if refused:
-        raise ValueError(f"cannot change {', '.join(refused)} when resuming; only {', '.join(RESUMABLE)} may change")
+        raise ConfigError(f"cannot change {', '.join(refused)} when resuming; only {', '.join(RESUMABLE)} may change")
     ckpt = load(run_dir / CHECKPOINT)
     config = ckpt.config.replace(out=str(run_dir), **{k: v for k, v in changes.items() if v is not None})
     if config.lr_schedule == "cosine" and config.epochs != ckpt.config.epochs:
-        raise ValueError(
-            f"{ckpt.path}: the cosine schedule is fitted to {ckpt.config.epochs} epochs; "
-            "changing --epochs on resume would make the learning rate jump"
+        raise RunError(
+            ckpt.path,
+            f"the cosine schedule is fitted to {ckpt.config.epochs} epochs; "
+            "changing --epochs on resume would make the learning rate jump",
         )
     if config.epochs < ckpt.epoch:
-        raise ValueError(f"{ckpt.path} is already at epoch {ckpt.epoch}; --epochs {config.epochs} would undo training")
+        raise RunError(ckpt.path, f"is already at epoch {ckpt.epoch}; --epochs {config.epochs} would undo training")
     return _launch(config, resume=True)
 
 
 def _launch(config: TrainConfig, resume: bool) -> Path:
     rank = Rank.from_env()
-    procs = (
-        distributed.resolve_procs(config.procs, resolve_device(config.device), config.batch_size)
-        if rank.world == 1
-        else 1
-    )
+    device = resolve_device(config.device)
+    procs = distributed.resolve_procs(config.procs, device, config.batch_size) if rank.world == 1 else 1
     if rank.world == 1 and config.procs == "auto":
         config = config.replace(procs=procs)  # config.json and checkpoints record the count used: it shapes BatchNorm
     if procs > 1 and not config.sync_batchnorm and config.batch_size // procs < 2:
-        raise ValueError(
+        raise ConfigError(
             f"--procs {procs} leaves a process {config.batch_size // procs} sample(s) of a batch of "
             f"{config.batch_size}; per-rank BatchNorm needs at least 2 (use fewer processes or --sync-batchnorm)"
         )
-    try:
-        if procs > 1:
-            _setup(config, Rank())  # report bad data or models here, not from a child
-            payload = {"config": config.to_dict(), "resume": resume, "command": sys.argv}
-            distributed.spawn("sparsenet.train:run_rank", procs, json.dumps(payload))
-        else:
-            _run(config, rank, resume, sys.argv)
-    except KeyboardInterrupt:
-        raise Interrupted(config.run_dir) from None
+    if not rank.main:  # torchrun's other ranks: rank 0 checks the data and holds the run folder
+        _run(config, rank, resume, sys.argv)
+        return config.run_dir
+    with ExitStack() as stack:
+        stack.callback(torch.set_num_threads, torch.get_num_threads())
+        if resume:
+            lock = stack.enter_context(RunLock(config.run_dir))  # before anything slow
+            runs.remove_stale_temporaries(config.run_dir)  # of a writer killed while writing
+        config, setup, identity = _prepare(config, rank, procs, resume)
+        if not resume:
+            lock = stack.enter_context(_new_folder(config.run_dir))
+        try:
+            if procs > 1:
+                if not resume:  # the first checkpoint, so that any failure of a rank leaves a resumable run
+                    state = _new_state(config, setup[2], identity)
+                    _start_files(state, setup[1], _optimizer(config, setup[1]), False, sys.argv)
+                payload = {"config": config.to_dict(), "resume": True, "command": sys.argv, "identity": identity}
+                log = partial(runs.rank_log, config.run_dir)
+                distributed.spawn(
+                    "sparsenet.train:run_rank",
+                    procs,
+                    json.dumps(payload),
+                    threads=config.threads,
+                    log=log,
+                    pass_fds=[lock.fd],
+                )
+            else:
+                _run(config, rank, resume, sys.argv, setup, identity)
+        except KeyboardInterrupt:
+            raise Interrupted(config.run_dir) from None
     return config.run_dir
+
+
+@contextmanager
+def _new_folder(run_dir: Path) -> Iterator[RunLock]:
+    """``run_dir`` made (or, empty, taken) for a new run and locked; removed again if this made it
+    and the run ends before its first checkpoint (it is empty then: the checkpoint is the first file)."""
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with RunLock(run_dir) as lock:
+            runs.check_new(run_dir)  # again, now that no other sparsenet can write here
+            yield lock
+    finally:
+        if created and not (run_dir / CHECKPOINT).exists():
+            with suppress(OSError):
+                run_dir.rmdir()
+
+
+def _prepare(
+    config: TrainConfig, rank: Rank, procs: int, resume: bool
+) -> tuple[TrainConfig, tuple, dict[str, dict[str, str | None]]]:
+    """Check the data and the network before the run folder is touched: read and check every shard
+    of both splits, that they fit each other and come from one preprocess run, and (on resume) that
+    they are the run's data; try the network on a first batch. Returns (the config with its thread
+    count resolved, :func:`_setup`'s tuple, the data's identity)."""
+    setup = _setup(config, rank, int(os.environ.get("LOCAL_WORLD_SIZE", procs)))  # torchrun sets it
+    check_same_run([Path(config.data) / split for split in SPLITS])
+    identity = data_identity(config.data)
+    if resume:
+        state = load(config.run_dir / CHECKPOINT)
+        check_identity(state.data_identity, identity, state.path, config.data)
+    for data in setup[2:]:
+        data.reader.labels  # noqa: B018 -- loads (and so checks) every shard file; a single process keeps them
+    check_first_batch(config, setup[1], setup[2], max(procs, rank.world))
+    return config.replace(threads=torch.get_num_threads()), setup, identity
 
 
 def run_rank(payload: str) -> torch.nn.Module:
     """Entry point of a rank started by :func:`sparsenet.distributed.spawn`: ``payload`` is
-    ``{"config": {...}, "resume": bool, "command": [...]}`` as JSON. Returns this rank's trained network; exits
-    quietly with status 130 on Ctrl-C."""
-    torch.set_num_threads(1)
+    ``{"config": {...}, "resume": bool, "command": [...], "identity": {...}}`` as JSON. Returns this
+    rank's trained network; exits quietly with status 130 on Ctrl-C."""
     values = json.loads(payload)
     try:
-        return _run(TrainConfig.from_dict(values["config"]), Rank.from_env(), values["resume"], values["command"])
+        config, rank = TrainConfig.from_dict(values["config"]), Rank.from_env()
+        return _run(config, rank, values["resume"], values["command"], identity=values.get("identity"))
     except KeyboardInterrupt:
         sys.exit(130)
 
 
-def _setup(config: TrainConfig, rank: Rank) -> tuple[torch.device, torch.nn.Module, ShardDataset, ShardDataset]:
-    """(device, network, train dataset, test dataset) after checking data and network fit."""
+def _setup(
+    config: TrainConfig, rank: Rank, local_procs: int
+) -> tuple[torch.device, torch.nn.Module, ShardDataset, ShardDataset]:
+    """(device, network, train dataset, test dataset) after checking data and network fit; sets
+    torch's thread count for ``local_procs`` processes on this machine (distributed.resolve_threads)."""
     device = resolve_device(config.device, rank.local_rank)
     train_reader, test_reader = (split_reader(config.data, split) for split in (TRAIN_SPLIT, TEST_SPLIT))
     torch.manual_seed(config.seed)  # the same initial weights on every rank
@@ -144,27 +193,45 @@ def _setup(config: TrainConfig, rank: Rank) -> tuple[torch.device, torch.nn.Modu
     if not train_reader.meta.compatible(test_reader.meta):
         problem = f"does not match {train_reader.files[0]} (spatial shape, classes or features differ)"
         raise ShardError(test_reader.files[0], problem)
+    torch.set_num_threads(distributed.resolve_threads(config.threads, local_procs, network.input_kind == "sparse"))
     train_set = dataset(train_reader, field, config.augment, config.seed)
     return device, network, train_set, dataset(test_reader, field)
 
 
-def _run(config: TrainConfig, rank: Rank, resume: bool, command: list[str]) -> torch.nn.Module:
-    """Train on this rank (see the module docstring); ``command`` (the command line) goes into
-    config.json. Returns the bare network."""
-    device, network, train_set, test_set = _setup(config, rank)
-    distributed.init(rank, device)
-    run_dir = config.run_dir
+def _new_state(config: TrainConfig, train_set: ShardDataset, identity: dict | None) -> Checkpoint:
+    """The state of a new run before its first epoch (model and optimizer are filled in when saved)."""
     meta = data_info(train_set.reader.meta)
+    return Checkpoint(config.run_dir / CHECKPOINT, config, meta, 0, {}, {}, [], math.inf, versions(), identity)
+
+
+def _optimizer(config: TrainConfig, network: torch.nn.Module) -> torch.optim.Optimizer:
+    return make_optimizer(config, network.parameters())
+
+
+def _run(
+    config: TrainConfig,
+    rank: Rank,
+    resume: bool,
+    command: list[str],
+    setup: tuple | None = None,
+    identity: dict | None = None,
+) -> torch.nn.Module:
+    """Train on this rank (see the module docstring) with ``setup`` (from :func:`_setup`, made here if
+    None); ``command`` (the command line) goes into config.json. Returns the bare network."""
+    local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", rank.world))
+    device, network, train_set, test_set = setup or _setup(config, rank, local_procs)
+    distributed.init(rank, device)
     if resume:
-        state = load(run_dir / CHECKPOINT)
+        state = load(config.run_dir / CHECKPOINT)
         check_data(state.data, train_set.reader.meta, state.path, config.data)
         load_weights(network, state.model, state.path, config.model)
+        state.data_identity = state.data_identity or identity  # an older run: recorded from now on
     else:
-        state = Checkpoint(run_dir / CHECKPOINT, config, meta, 0, {}, {}, [], math.inf, versions())
+        state = _new_state(config, train_set, identity)
     if rank.world > 1 and config.sync_batchnorm:
         distributed.sync_batchnorm(network)
     network.to(device)
-    optimizer = make_optimizer(config, network.parameters())
+    optimizer = _optimizer(config, network)
     if resume:
         optimizer.load_state_dict(state.optimizer)
     model = network
@@ -203,21 +270,28 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_metrics(state: Checkpoint) -> None:
-    """metrics.jsonl from the checkpoint's history, and the curves."""
+    """metrics.jsonl from the checkpoint's history (strict JSON: a NaN would be refused), and the curves."""
     run_dir = state.config.run_dir
-    _write_text(run_dir / METRICS, "".join(json.dumps(row) + "\n" for row in state.history))
+    _write_text(run_dir / METRICS, "".join(json.dumps(row, allow_nan=False) + "\n" for row in state.history))
     if state.history:
         plot_curves(state.history, run_dir / CURVES)
 
 
 def _start_files(state: Checkpoint, network, optimizer, resume: bool, command: list[str]) -> None:
-    """config.json, and the epoch-0 checkpoint of a new run or metrics.jsonl matching a resumed one."""
+    """The epoch-0 checkpoint of a new run (its first file), config.json, and metrics.jsonl
+    matching the checkpoint."""
     run_dir = state.config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = {"config": state.config.to_dict(), "data": state.data, "versions": versions(), "command": command}
-    _write_text(run_dir / CONFIG_JSON, json.dumps(record, indent=1) + "\n")
     if not resume:
         _save_state(state, network, optimizer, CHECKPOINT)
+    record = {
+        "config": state.config.to_dict(),
+        "data": state.data,
+        "data_identity": state.data_identity,
+        "versions": versions(),
+        "command": command,
+    }
+    _write_text(run_dir / CONFIG_JSON, json.dumps(record, indent=1, allow_nan=False) + "\n")
     _write_metrics(state)
 
 

@@ -29,3 +29,17 @@ def average(folder: str) -> None:
     distributed.average_buffers(norm)
     torch.save(norm.state_dict(), Path(folder) / f"rank{rank.rank}.pt")
     distributed.shutdown()
+
+
+def fail(kind: str) -> None:
+    """Rank 1 fails (``kind`` "shard": a ShardError; "bug": a ZeroDivisionError) while rank 0 waits for it."""
+    from sparsenet import distributed
+    from sparsenet.errors import ShardError
+
+    rank = distributed.Rank.from_env()
+    distributed.init(rank, torch.device("cpu"))
+    if rank.rank == 1:
+        if kind == "shard":
+            raise ShardError("data/train/shard-00000.h5", "content checksum mismatch: the file was modified")
+        print(1 / 0)
+    torch.distributed.barrier()  # fails, or waits to be stopped, once rank 1 is gone

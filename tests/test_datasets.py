@@ -18,6 +18,7 @@ from synthetic import write_stroke_files
 from sparsenet import datasets
 from sparsenet.datasets import DatasetWriter, check_same_run, dataset_run_id, lock_path, recover
 from sparsenet.errors import DatasetError
+from sparsenet.manifest import dataset_splits
 from sparsenet.shards import MANIFEST, ShardMeta, ShardReader, validate_file
 
 META = ShardMeta((8, 8), 2, ("ink",), ("a", "b"), "test", "test", {"k": 1}, "test")
@@ -49,7 +50,7 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
 def assert_complete(out: Path) -> str:
     """``out`` is one whole dataset: every split's manifest lists exactly its shards, which are valid,
     and all splits share a run id (returned)."""
-    splits = datasets.dataset_splits(out)
+    splits = dataset_splits(out)
     assert splits
     for split in splits:
         manifest = json.loads((split / MANIFEST).read_text())
@@ -221,7 +222,7 @@ def _kill_at(out: Path, target: str, call: int, *, fallback: bool = False) -> No
 @pytest.mark.parametrize(
     "target, call, fallback",
     [
-        ("_stamp", 2, False),  # splits written, one manifest stamped
+        ("ShardWriter", 2, False),  # the first split written, the second about to start
         ("_link_tree", 2, False),  # half of the foreign files linked into the new folder
         ("_exchange", 1, False),  # just before the swap
         ("_discard", 1, False),  # swapped, the old dataset not yet removed
@@ -297,7 +298,7 @@ def test_sigkill_of_preprocess_at_random_moments(tmp_path):
         run.wait()
         recover(out)
         assert_complete(out)
-        params = {json.loads((s / MANIFEST).read_text())["params"]["scale"] for s in datasets.dataset_splits(out)}
+        params = {json.loads((s / MANIFEST).read_text())["params"]["scale"] for s in dataset_splits(out)}
         assert len(params) == 1 and (out / "train" / "thesis.tex").read_text() == "chapter 1"
         assert leftovers(out) == []
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ from synthetic import write_digit_shards
 
 from sparsenet import checkpoint as ckpt_io
 from sparsenet import distributed
+from sparsenet import runs as run_files
 from sparsenet import train as training
 from sparsenet.config import TrainConfig
+from sparsenet.errors import RunError
 
 # VGG-C (BatchNorm everywhere) on 12x12 digits placed in its 63x63 field; a batch of 13 splits 6 + 7.
 # Few steps: BatchNorm over a handful of samples amplifies float rounding from step to step.
@@ -29,9 +32,8 @@ def spawn_run(config: TrainConfig) -> Path:
     config.run_dir.mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", str(Path(__file__).parent))  # for ddp_rank
-        distributed.spawn(
-            "ddp_rank:main", 2, json.dumps({"config": config.to_dict(), "resume": False, "command": ["test"]})
-        )
+        payload = json.dumps({"config": config.to_dict(), "resume": False, "command": ["test"]})
+        distributed.spawn("ddp_rank:main", 2, payload, log=partial(run_files.rank_log, config.run_dir))
     return config.run_dir
 
 
@@ -83,7 +85,7 @@ def test_ranks_with_local_batchnorm_hold_identical_parameters_and_statistics(loc
 def test_batchnorm_statistics_are_averaged_over_ranks_not_copied_from_one(tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", str(Path(__file__).parent))
-        distributed.spawn("ddp_rank:average", 2, str(tmp_path))
+        distributed.spawn("ddp_rank:average", 2, str(tmp_path), log=partial(run_files.rank_log, tmp_path))
     for r in (0, 1):
         state = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
         assert torch.equal(state["running_mean"], torch.full((3,), 1.5))  # ranks held 1 and 2
@@ -126,10 +128,9 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_stops_every_rank_and_leaves_a_resumable_run(tmp_path):
-    data = write_digit_shards(tmp_path / "data")
-    run = tmp_path / "run"
-    command = [
+def train_command(data: Path, run: Path) -> list[str]:
+    """``sparsenet train`` of a tiny DeepCNet for 1000 epochs in two processes."""
+    return [
         sys.executable,
         "-c",
         "from sparsenet.cli import main; main()",
@@ -151,6 +152,19 @@ def test_ctrl_c_stops_every_rank_and_leaves_a_resumable_run(tmp_path):
         "--procs",
         "2",
     ]
+
+
+def wait_for_an_epoch(process: subprocess.Popen, run: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").is_file() or not (run / "metrics.jsonl").read_text():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+
+
+def test_ctrl_c_stops_every_rank_and_leaves_a_resumable_run(tmp_path):
+    data = write_digit_shards(tmp_path / "data")
+    run = tmp_path / "run"
+    command = train_command(data, run)
     process = subprocess.Popen(
         command,
         start_new_session=True,
@@ -159,13 +173,12 @@ def test_ctrl_c_stops_every_rank_and_leaves_a_resumable_run(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not (run / "metrics.jsonl").is_file() or not (run / "metrics.jsonl").read_text():
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.2)
+    wait_for_an_epoch(process, run)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1 and f"continue with `sparsenet train --resume {run}`" in stderr, stderr
+    assert "epoch 1/1000" in stderr and "Traceback" not in stderr  # rank 0's lines reach the user
+    assert "epoch 1/1000" in run_files.rank_log(run, 0).read_text() and run_files.rank_log(run, 1).is_file()
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # no rank is left behind
     done = ckpt_io.load(run / "checkpoint.pt").epoch
@@ -200,3 +213,91 @@ def test_checkpoints_from_before_per_rank_batchnorm_resume_synced(data, tmp_path
     payload["config"] = json.dumps(old)
     torch.save(payload, run / "checkpoint.pt")
     assert ckpt_io.load(run / "checkpoint.pt").config.sync_batchnorm is True
+
+
+def processes_naming(marker: str) -> list[int]:
+    """Pids of the processes (ours excepted) whose command line holds ``marker``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes() and int(cmdline.parent.name) != os.getpid():
+                found.append(int(cmdline.parent.name))
+        except OSError:  # ended meanwhile
+            pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie has exited and closed its files)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killing_the_parent_leaves_no_rank_running(tmp_path, sig):
+    data = write_digit_shards(tmp_path / "data")
+    run = tmp_path / f"run-{sig.name}-{os.getpid()}"  # in every rank's command line (the payload)
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(
+            train_command(data, run), start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    try:
+        wait_for_an_epoch(process, run)
+        pids = processes_naming(str(run))
+        assert len(pids) == 3  # the parent and two ranks
+        with pytest.raises(RunError, match=f"being written by pid {process.pid}"):
+            training.resume(run, procs=1, epochs=ckpt_io.load(run / "checkpoint.pt").epoch + 1)
+        process.send_signal(sig)  # the parent only, not its process group
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(map(alive, pids)) or processes_naming(str(run)):
+            assert time.monotonic() < deadline, [pid for pid in pids if alive(pid)]
+            time.sleep(0.2)
+    finally:
+        for pid in processes_naming(str(run)):
+            os.kill(pid, signal.SIGKILL)
+    state = ckpt_io.load(run / "checkpoint.pt")
+    assert state.epoch >= 1 and len((run / "metrics.jsonl").read_text().splitlines()) <= state.epoch
+    training.resume(run, epochs=state.epoch + 1, procs=1)
+    resumed = ckpt_io.load(run / "checkpoint.pt")
+    assert resumed.epoch == state.epoch + 1 and resumed.history[: state.epoch] == state.history
+
+
+@pytest.mark.parametrize("kind", ["shard", "bug"])
+def test_a_failing_rank_is_reported_once_and_logged_in_full(tmp_path, kind, capfd):
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(distributed.RankFailed) as failed:
+        patch.setenv("PYTHONPATH", str(Path(__file__).parent))
+        distributed.spawn("ddp_rank:fail", 2, kind, log=partial(run_files.rank_log, tmp_path))
+    message, log = str(failed.value), run_files.rank_log(tmp_path, 1)
+    assert f"training process 1 of 2; full log: {log}" in message
+    if kind == "shard":
+        assert message.startswith("data/train/shard-00000.h5: content checksum mismatch") and "\n" not in message
+    else:
+        assert message.count("Traceback") == 1 and "ZeroDivisionError: division by zero" in message
+    assert (
+        "Traceback" in log.read_text() and ("ShardError" if kind == "shard" else "ZeroDivisionError") in log.read_text()
+    )
+    assert "Traceback" not in capfd.readouterr().err  # the ranks' output went to their logs
+
+
+def test_threads_never_oversubscribe_the_usable_cores(monkeypatch):
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 8)
+    assert [distributed.resolve_threads("auto", procs, sparse=False) for procs in (1, 2, 3, 16)] == [8, 4, 2, 1]
+    assert distributed.resolve_threads("auto", 1, sparse=True) == 1  # spconv's CPU kernels use one thread
+    assert distributed.resolve_threads(3, 2, sparse=True) == 3
+
+
+def test_a_rank_failure_reaches_the_user_as_one_line(tmp_path):
+    """Both ranks diverge (and one may lose its peer); the user reads the cause once, the logs keep the rest."""
+    data = write_digit_shards(tmp_path / "data")
+    run = tmp_path / "run"
+    command = [*train_command(data, run), "--lr", "1e10", "--optimizer", "sgd"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("loss became") == 1 and "lower --lr (it was 1e+10)" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and f"full log: {run / 'logs'}/rank-" in result.stderr
+    assert any("Traceback" in run_files.rank_log(run, r).read_text() for r in (0, 1))
+    assert ckpt_io.load(run / "checkpoint.pt").epoch == 0  # the run can be resumed (with the same lr, to no avail)

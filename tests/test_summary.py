@@ -35,7 +35,11 @@ def test_splits_of_different_runs_are_refused(make_split, tmp_path):
         path = make_split(name) / MANIFEST
         path.write_text(json.dumps({**json.loads(path.read_text()), "run_id": run_id}))
     result = inspect(tmp_path)
-    assert result.exit_code == 1 and "splits written by different runs (test: run-b, train: run-a)" in result.output
+    assert (
+        result.exit_code == 1
+        and "comes from run run-a but" in result.output
+        and "different conversions" in result.output
+    )
     assert "run id:         run-a" in inspect(tmp_path / "train").output
 
 

@@ -3,8 +3,11 @@ kill and resume (bit-identical to the uninterrupted run) -> eval -> predict; bad
 
 import json
 import math
+import os
+import shutil
 import zipfile
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -17,11 +20,12 @@ from sparsenet import train as training
 from sparsenet.batch import collate
 from sparsenet.checkpoint import CheckpointError
 from sparsenet.config import TrainConfig, for_dataset
-from sparsenet.errors import RawDataError
+from sparsenet.errors import DatasetError, RawDataError, RunError
 from sparsenet.evaluate import evaluate
 from sparsenet.pipeline import inputs, load_network
 from sparsenet.predict import predict
-from sparsenet.shards import ShardReader
+from sparsenet.runs import RunLock
+from sparsenet.shards import ShardError, ShardReader
 
 EPOCHS = 3
 # DeepCNet(2, 8) on a 12x12 field, with dropout so that resuming must also restore torch's RNG stream.
@@ -88,7 +92,8 @@ def test_run_leaves_config_metrics_plots_and_checkpoints(reference, strokes):
     assert profile["load"] + profile["augment"] + profile["collate"] == pytest.approx(profile["data"])
     assert profile["augment"] > 0  # the run augments (affine)
     record = json.loads((reference / "config.json").read_text())
-    assert TrainConfig.from_dict(record["config"]) == config(strokes / "data", strokes / "reference")
+    # threads="auto" is recorded as the count it resolved to: one for a sparse network
+    assert TrainConfig.from_dict(record["config"]) == config(strokes / "data", strokes / "reference", threads=1)
     assert {"torch", "spconv", "numpy", "python", "sparsenet"} <= set(record["versions"])
     assert record["data"]["converter"] == "assamese" and record["data"]["dataset"] == "assamese"
     last, best = ckpt_io.load(reference / "checkpoint.pt"), ckpt_io.load(reference / "best.pt")
@@ -339,3 +344,52 @@ def test_repeated_testing_needs_a_run_trained_with_augmentation(strokes, tmp_pat
     run = training.train(config(strokes / "data", tmp_path / "plain", epochs=1, augment="none"))
     with pytest.raises(ValueError, match="without augmentation"):
         evaluate(run / "checkpoint.pt", repeats=2)
+
+
+@pytest.mark.parametrize("name", ["config.json", "metrics.jsonl", "curves.png", "best.pt", "thesis.tex"])
+def test_a_new_run_never_takes_over_a_folder_with_files(strokes, tmp_path, name):
+    (tmp_path / name).write_text("the user's own")
+    with pytest.raises(RunError, match=f"holds {name}.*choose another --out"):
+        training.train(config(strokes / "data", tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert (tmp_path / name).read_text() == "the user's own"
+
+
+def test_bad_data_is_refused_before_the_run_folder_is_made(strokes, tmp_path):
+    data = shutil.copytree(strokes / "data", tmp_path / "data")
+    shard = sorted((data / "test").glob("shard-*.h5"))[-1]
+    original = shard.read_bytes()
+    with h5py.File(shard, "r+") as f:  # the last test shard: old code met it after the first epoch
+        f["features"][0, 0] = np.nan
+    with pytest.raises(ShardError, match=shard.name):
+        training.train(config(data, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    shard.write_bytes(original)
+    assert training.train(config(data, tmp_path / "run", epochs=1)) == tmp_path / "run"  # not "holds a run"
+    for split, run_id in (("train", "run-a"), ("test", "run-b")):  # splits of two preprocess runs
+        manifest = data / split / "manifest.json"
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "run_id": run_id}))
+    with pytest.raises(DatasetError, match="different conversions"):
+        training.train(config(data, tmp_path / "other"))
+    assert not (tmp_path / "other").exists()
+
+
+def test_one_writer_per_run_folder(reference, tmp_path):
+    with RunLock(reference), pytest.raises(RunError, match=f"being written by pid {os.getpid()}"):
+        training.resume(reference, epochs=4)
+    assert ckpt_io.load(reference / "checkpoint.pt").epoch == EPOCHS
+
+
+def test_threads_are_recorded_and_may_change_on_resume(strokes, tmp_path):
+    run = training.train(config(strokes / "data", tmp_path / "run", epochs=1, threads=2))
+    assert json.loads((run / "config.json").read_text())["config"]["threads"] == 2
+    training.resume(run, epochs=2, threads="auto")
+    assert ckpt_io.load(run / "checkpoint.pt").config.threads == 1  # auto: one thread for a sparse network
+
+
+def test_a_data_folder_name_that_is_not_utf8_is_shown(tmp_path):
+    data = write_digit_shards(tmp_path / os.fsdecode(b"digits-\xff"))
+    run = training.train(config(data, tmp_path / "run", epochs=1, augment="none", model_kwargs={"l": 2, "k": 4}))
+    result = evaluate(run, data, confusion_png=tmp_path / "confusion.png")
+    assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert result["data"] == str(data / "test")

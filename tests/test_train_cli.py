@@ -59,6 +59,28 @@ def test_resume_continues_and_config_repeats(run, digits):
     assert (again / "metrics.jsonl").read_text().count("\n") == 2  # epochs=2 came from the config
 
 
+def test_train_refuses_a_folder_with_a_users_file_and_batch_size_one(digits, tmp_path):
+    (tmp_path / "thesis.tex").write_text("chapter 1")
+    result = invoke("train", "--data", digits, "--out", tmp_path, *TINY)
+    assert result.exit_code == 1 and "holds thesis.tex); a new run needs a new or empty folder" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"] and (
+        tmp_path / "thesis.tex"
+    ).read_text() == "chapter 1"
+    result = invoke(
+        "train", "--data", digits, "--out", tmp_path / "bs1", "--model", "vgg-plain", "--epochs", 1, "--batch-size", 1
+    )
+    assert result.exit_code == 1, result.output
+    assert result.output == "Error: batch size 1 leaves BatchNorm one value per channel; use >= 2\n"
+    assert not (tmp_path / "bs1").exists()
+
+
+def test_threads_option_is_recorded(digits, tmp_path):
+    result = invoke("train", "--data", digits, "--out", tmp_path / "run", *TINY, "--threads", 2)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["threads"] == 2
+    assert invoke("train", "--data", digits, "--threads", 0).exit_code == 2
+
+
 def test_eval_prints_errors_and_json(run):
     text = invoke("eval", "--checkpoint", run)
     assert text.exit_code == 0, text.output

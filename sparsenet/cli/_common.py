@@ -77,17 +77,20 @@ DEVICES = LazyChoice(_constant("sparsenet.config", "DEVICES"))
 MODELS = LazyChoice(_models, "MODEL")
 
 
-class Procs(click.ParamType):
-    """``auto`` or a whole number of processes, at least 1."""
+class CountOrAuto(click.ParamType):
+    """``auto`` or a whole number of ``unit`` (processes, threads), at least 1."""
 
     name = "N|auto"
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
 
     def convert(self, value, param, ctx) -> int | str:
         if value == "auto" or (isinstance(value, int) and value >= 1):
             return value
         if str(value).isdigit() and int(value) >= 1:
             return int(value)
-        self.fail(f"{value!r} is neither 'auto' nor a whole number of processes >= 1", param, ctx)
+        self.fail(f"{value!r} is neither 'auto' nor a whole number of {self.unit} >= 1", param, ctx)
 
 
 class KeyValue(click.ParamType):

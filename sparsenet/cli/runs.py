@@ -12,8 +12,8 @@ from sparsenet.cli._common import (
     DEVICES,
     MODEL_ARG,
     MODELS,
+    CountOrAuto,
     LazyChoice,
-    Procs,
     _constant,
     option,
     reports_errors,
@@ -55,7 +55,7 @@ from sparsenet.cli._common import (
 @option("--device", type=DEVICES, help="Where to train [default: auto = CUDA if present].")
 @option(
     "--procs",
-    type=Procs(),
+    type=CountOrAuto("processes"),
     help="Data-parallel processes: N, or auto = one per core (GPU), at most batch-size/16 [default: auto].",
 )
 @option(
@@ -63,6 +63,12 @@ from sparsenet.cli._common import (
     default=None,
     help="With several processes: BatchNorm statistics of the global batch (an all-reduce per layer, "
     "slow over gloo) or of each process's share [default: local].",
+)
+@option(
+    "--threads",
+    type=CountOrAuto("threads"),
+    help="Torch threads per process: N, or auto = 1 for sparse networks (spconv's CPU kernels use one), "
+    "else the usable cores shared among the processes [default: auto].",
 )
 @option("--loader-workers", type=click.IntRange(min=0), help="DataLoader worker processes per training process.")
 @option("--eval-batch-size", type=click.IntRange(min=1), help="Batch size of the test-set evaluation.")
@@ -76,7 +82,7 @@ from sparsenet.cli._common import (
     "--resume",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue the run in this folder from its last checkpoint "
-    "(only --epochs, --procs, --device, --loader-workers, --sync-batchnorm may change).",
+    "(only --epochs, --procs, --threads, --device, --loader-workers, --sync-batchnorm may change).",
 )
 @reports_errors
 def train(data, out, model, model_args, config_file, resume, **options) -> None:
