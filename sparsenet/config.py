@@ -123,9 +123,9 @@ _MASKED: dict[str, Any] = dict(optimizer="adam", lr_schedule="constant", weight_
 
 # Per-dataset defaults, keyed by :func:`dataset_name`.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    # SparseConvNet's VGGplus recipe (lr 0.1, Nesterov, weight decay 1e-4) fitted to about an hour
-    # on 2 CPU cores: one epoch = one pass over the 6,588 training characters, ~13 s at the
-    # ~650 samples/s measured with --procs 1; the lr falls by e^-5 over the run as in SparseConvNet.
+    # SparseConvNet's VGGplus recipe (lr 0.1, Nesterov, weight decay 1e-4) shortened to fit a CPU
+    # (one epoch = one pass over the training characters); the lr falls by e^-5 over the run as in
+    # SparseConvNet. Why these numbers: docs/training.md, "Recipes".
     "assamese": dict(
         model="vgg",
         epochs=250,
@@ -138,8 +138,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         augment="affine",
     ),
     # Graham 2014: DeepCNet(5, 10) on the 96x96 field, ±2-pixel shifts. It has no BatchNorm, and
-    # SGD at lr 0.05-0.2 stayed at chance for a 10,000-sample epoch where Adam 1e-3 (the seed
-    # reproduction's choice) reached 46 % test error; ~35 s per epoch at ~1,700 samples/s.
+    # plain SGD stayed at chance where Adam (the seed reproduction's choice) learns.
     "mnist": dict(
         model="deepcnet",
         model_kwargs={"l": 5, "k": 10},
@@ -153,12 +152,11 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         augment="shift",
     ),
     # The Uhrig et al. reproduction's Adam 5e-3, batch 64, 10 epochs; but no weight decay: with its
-    # 1e-3 the sparsity-invariant net stayed at chance for a 10,000-sample epoch at sparsity 0.5
-    # (13 % test error after two such epochs without). ~7,000 samples/s.
+    # 1e-3 the sparsity-invariant net stayed at chance.
     "masked-mnist": dict(model="sinet-mnist", epochs=10, batch_size=64, lr=5e-3, **_MASKED),
     # The Uhrig et al. reproduction's Caltech-101 recipe (Adam 1e-3, batch 128, 15 epochs) without its
-    # weight decay of 0.3, at the shards' size (`preprocess masked --size`, 64 by default: ~19 s per
-    # epoch on 2 cores for the sparsity-invariant net, where 224 x 224 would be ~12x that).
+    # weight decay of 0.3, at the shards' size (`preprocess masked --size`, 64 by default: 224 x 224 is
+    # an order of magnitude slower on a CPU).
     "masked-caltech101": dict(model="sinet-caltech", epochs=15, batch_size=128, lr=1e-3, **_MASKED),
 }
 
