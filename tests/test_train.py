@@ -21,7 +21,7 @@ from sparsenet.errors import RawDataError
 from sparsenet.evaluate import evaluate
 from sparsenet.pipeline import inputs, load_network
 from sparsenet.predict import predict
-from sparsenet.shards import ShardReader
+from sparsenet.shards import ShardError, ShardMeta, ShardReader, ShardWriter
 
 EPOCHS = 3
 # DeepCNet(2, 8) on a 12x12 field, with dropout so that resuming must also restore torch's RNG stream.
@@ -65,6 +65,7 @@ def reference(strokes):
     return training.train(config(strokes / "data", strokes / "reference"))
 
 
+@pytest.mark.slow
 def test_run_leaves_config_metrics_plots_and_checkpoints(reference, strokes):
     names = {p.name for p in reference.iterdir()}
     assert {"config.json", "metrics.jsonl", "curves.png", "confusion.png", "checkpoint.pt", "best.pt"} <= names
@@ -99,6 +100,7 @@ def test_run_leaves_config_metrics_plots_and_checkpoints(reference, strokes):
         assert (reference / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_training_learns_the_synthetic_digits(tmp_path):
     data = write_digit_shards(tmp_path / "digits")
     run = training.train(config(data, tmp_path / "run", epochs=6, augment="shift", model_kwargs={"l": 2, "k": 8}))
@@ -133,6 +135,7 @@ def assert_same_run(run, reference) -> None:
     assert scored(rows) == scored(uninterrupted.history)
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_in_mid_epoch_repeats_the_uninterrupted_run(strokes, reference, tmp_path, monkeypatch):
     run = tmp_path / "run"
     kill_at(monkeypatch, torch.optim.SGD, "step", 9)  # 4 steps per epoch: in the middle of epoch 3
@@ -148,6 +151,7 @@ def test_resume_after_a_kill_in_mid_epoch_repeats_the_uninterrupted_run(strokes,
     assert_same_run(run, reference)
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_between_checkpoint_and_metrics(strokes, reference, tmp_path, monkeypatch):
     run = tmp_path / "run"
     kill_at(monkeypatch, training, "_write_metrics", 3)  # calls: start, after epoch 1, after epoch 2
@@ -160,6 +164,7 @@ def test_resume_after_a_kill_between_checkpoint_and_metrics(strokes, reference, 
     assert_same_run(run, reference)
 
 
+@pytest.mark.slow
 def test_a_kill_before_the_first_epoch_ends_is_resumable(strokes, reference, tmp_path, monkeypatch):
     run = tmp_path / "run"
     kill_at(monkeypatch, torch.optim.SGD, "step", 2)
@@ -315,6 +320,7 @@ def test_repeated_testing_averages_augmented_copies_deterministically(reference,
     assert (again["loss"], again["top1_error"]) == (repeated["loss"], repeated["top1_error"])
 
 
+@pytest.mark.slow
 def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(reference, strokes, tmp_path):
     other = training.train(config(strokes / "data", tmp_path / "other", seed=4))
     members = [reference / "checkpoint.pt", other / "checkpoint.pt"]
@@ -339,3 +345,42 @@ def test_repeated_testing_needs_a_run_trained_with_augmentation(strokes, tmp_pat
     run = training.train(config(strokes / "data", tmp_path / "plain", epochs=1, augment="none"))
     with pytest.raises(ValueError, match="without augmentation"):
         evaluate(run / "checkpoint.pt", repeats=2)
+
+
+def write_split(folder, *, classes=("a", "b", "c"), features=("intensity",), shape=(12, 12)) -> None:
+    """Six one-site samples with the given class names, feature names and field."""
+    meta = ShardMeta(shape, len(classes), features, classes, "synthetic", "mnist", {}, "mnist")
+    with ShardWriter(folder, meta) as writer:
+        for i in range(6):
+            writer.add(np.array([[i, i]]), np.ones((1, len(features))), i % len(classes), f"s{i}")
+
+
+@pytest.mark.parametrize(
+    "test_split",
+    [
+        dict(classes=("a", "b", "d")),
+        dict(classes=("b", "a", "c")),
+        dict(classes=("a", "b", "c", "d")),
+        dict(features=("red",)),
+        dict(features=("intensity", "mask")),
+        dict(shape=(12, 14)),
+    ],
+    ids=["class-name", "class-order", "class-count", "feature-name", "feature-count", "field"],
+)
+def test_a_test_split_that_does_not_match_the_training_split_is_refused(tmp_path, test_split):
+    write_split(tmp_path / "data" / "train")
+    write_split(tmp_path / "data" / "test", **test_split)
+    with pytest.raises(ShardError, match="test/shard-00000.h5: does not match .*train/shard-00000.h5"):
+        training.train(config(tmp_path / "data", tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.cuda
+def test_a_short_training_run_on_the_gpu(tmp_path):
+    """One epoch of DeepCNet(2, 8) on the GPU (spconv's CUDA kernels): finite losses, a checkpoint whose
+    weights evaluate on the CPU as they did on the GPU."""
+    data = write_digit_shards(tmp_path / "digits", train=24, test=12)
+    run = training.train(config(data, tmp_path / "run", epochs=1, device="cuda", augment="shift"))
+    [row] = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])
+    assert evaluate(run / "checkpoint.pt", device="cpu", plot=False)["top1_error"] == pytest.approx(row["test_error"])
