@@ -29,3 +29,15 @@ def average(folder: str) -> None:
     distributed.average_buffers(norm)
     torch.save(norm.state_dict(), Path(folder) / f"rank{rank.rank}.pt")
     distributed.shutdown()
+
+
+def crash(folder: str) -> None:
+    """Rank 1 fails at once; rank 0 joins the process group and waits for it forever (writes ``rank0.pid`` first)."""
+    from sparsenet import distributed
+
+    rank = distributed.Rank.from_env()
+    if rank.rank == 1:
+        raise ValueError("rank 1 fails on purpose")
+    (Path(folder) / "rank0.pid").write_text(str(os.getpid()))
+    distributed.init(rank, torch.device("cpu"))
+    torch.distributed.barrier()

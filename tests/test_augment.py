@@ -229,3 +229,77 @@ def test_a_batch_without_augmentation_only_places():
 
 def test_an_empty_batch_gives_an_empty_batch():
     assert apply_affine_batch([], np.zeros((0, 2, 2)), np.zeros((0, 2)), (8, 8)) == []
+
+
+def cross(arm: int, centre: int) -> Sample:
+    """A plus sign of arms ``arm`` around site (centre, centre); features (u, v) = the site's offset
+    from the centre along y and x, so every moved site (even merged or filled in) says where it came from."""
+    d = np.arange(-arm, arm + 1)
+    zeros = np.zeros_like(d)
+    offsets = np.concatenate([np.stack([d, zeros], 1), np.stack([zeros[d != 0], d[d != 0]], 1)])
+    return Sample((offsets + centre).astype(np.int32), offsets.astype(np.float32), 0, "cross")
+
+
+def measured_map(name: str, seeds: range) -> tuple[np.ndarray, np.ndarray]:
+    """(A [S, 2, 2], t [S, 2]) of augmentation ``name`` (as training builds it), fitted by least squares to
+    where the cross's sites land: cell centre - cross centre = A · offset + t, one fit per seed."""
+    field, centre, arm = (96, 96), 48, 12
+    transform = field_transform(field, field, ("u", "v"), name)
+    sample = cross(arm, centre)
+    maps, shifts = [], []
+    for seed in seeds:
+        out = transform(sample, np.random.default_rng(seed))
+        design = np.concatenate([out.features.astype(np.float64), np.ones((len(out.coords), 1))], axis=1)
+        solution = np.linalg.lstsq(design, out.coords + 0.5 - (centre + 0.5), rcond=None)[0]  # [3, 2]
+        maps.append(solution[:2].T)
+        shifts.append(solution[2])
+    return np.array(maps), np.array(shifts)
+
+
+def test_affine_ranges_measured_on_a_cross():
+    """Translation up to ±8 cells (and really used), stretch 1 ± 0.15 per axis, shear along one
+    axis or rotation by up to ±0.2 — each of the three kinds drawn about a third of the time."""
+    maps, shifts = measured_map("affine", range(300))
+    tol = 0.03
+    assert np.abs(shifts).max() <= 8 + tol
+    assert np.abs(shifts).max() > 7 and 3 < np.abs(shifts).mean() < 5  # uniform on [-8, 8]: mean |t| = 4
+    kinds, alphas, stretches = [], [], []
+    for a in maps:
+        if abs(a[1, 0]) < tol:  # shear of y along x: [[s0, α s1], [0, s1]]
+            kinds.append("shear-y")
+            alphas.append(a[0, 1] / a[1, 1])
+            stretches += [a[0, 0], a[1, 1]]
+        elif abs(a[0, 1]) < tol:  # shear of x along y: [[s0, 0], [α s0, s1]]
+            kinds.append("shear-x")
+            alphas.append(a[1, 0] / a[0, 0])
+            stretches += [a[0, 0], a[1, 1]]
+        else:  # rotation R(α) · diag(s0, s1)
+            kinds.append("rotation")
+            alpha = math.atan2(a[1, 0], a[0, 0])
+            s0, s1 = np.hypot(*a[:, 0]), np.hypot(*a[:, 1])
+            np.testing.assert_allclose(a, rotation(alpha) @ np.diag([s0, s1]), atol=tol)
+            alphas.append(alpha)
+            stretches += [s0, s1]
+    alphas, stretches = np.abs(alphas), np.array(stretches)
+    assert alphas.max() <= 0.2 + tol and alphas.max() > 0.17
+    assert stretches.min() >= 0.85 - tol and stretches.max() <= 1.15 + tol
+    assert stretches.min() < 0.88 and stretches.max() > 1.12
+    counts = {kind: kinds.count(kind) for kind in ("shear-y", "shear-x", "rotation")}
+    assert min(counts.values()) > 0.2 * len(kinds), counts
+
+
+def test_shift_ranges_measured_on_a_cross():
+    """Whole-cell translations, each of -2..2 on each axis about a fifth of the time, nothing else."""
+    maps, shifts = measured_map("shift", range(300))
+    np.testing.assert_allclose(maps, np.broadcast_to(np.eye(2), maps.shape), atol=1e-9)
+    np.testing.assert_allclose(shifts, np.round(shifts), atol=1e-9)
+    for axis in range(2):
+        values, counts = np.unique(np.round(shifts[:, axis]), return_counts=True)
+        assert values.tolist() == [-2, -1, 0, 1, 2]
+        assert counts.min() > 0.12 * len(shifts), counts
+
+
+def test_no_augmentation_places_the_cross_unchanged():
+    maps, shifts = measured_map("none", range(3))
+    np.testing.assert_allclose(maps, np.broadcast_to(np.eye(2), maps.shape), atol=1e-9)
+    np.testing.assert_allclose(shifts, 0, atol=1e-9)

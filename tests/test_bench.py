@@ -28,6 +28,7 @@ def _numbers(value):
         yield value
 
 
+@pytest.mark.slow
 def test_quick_bench_runs_every_case(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     result = CliRunner().invoke(main, ["bench", "--quick", "--threads", "1", "--out", str(out)])

@@ -112,6 +112,7 @@ def test_caltech_real_images(raw_data, tmp_path):
     np.testing.assert_allclose(sample.features * masked.IMAGENET_STD + masked.IMAGENET_MEAN, pixels, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_caltech_shards_train_with_their_defaults_at_their_size(caltech_tree, tmp_path):
     masked.convert(caltech_tree, tmp_path / "data", dataset="caltech101", sparsity=0.5, seed=1, size=16)
     config = for_dataset(tmp_path / "data", tmp_path / "run", epochs=1, batch_size=8, procs=1)
@@ -120,3 +121,24 @@ def test_caltech_shards_train_with_their_defaults_at_their_size(caltech_tree, tm
     network = load_network(tmp_path / "run" / "checkpoint.pt", torch.device("cpu"))[0]
     assert network.input_size() == (16, 16)  # built for the shards' field, not the 224 x 224 default
     assert 0 <= evaluate(tmp_path / "run" / "checkpoint.pt", tmp_path / "data", plot=False)["top1_error"] <= 1
+
+
+def test_caltech_features_are_imagenet_normalised(tmp_path):
+    """Solid-colour images: every site's features are (value / 255 - mean) / std per channel (R, G, B),
+    with the ImageNet mean and std written out here."""
+    from PIL import Image
+
+    colours = {"blue": (10, 60, 240), "red": (230, 20, 40), "white": (250, 250, 250)}
+    root = tmp_path / "caltech" / "101_ObjectCategories"
+    for category, colour in colours.items():
+        (root / category).mkdir(parents=True)
+        for i in range(1, 11):
+            Image.new("RGB", (30 + 7 * i, 40), colour).save(root / category / f"image_{i:04d}.jpg", quality=100)
+    masked.convert(root.parent, tmp_path / "out", dataset="caltech101", sparsity=0.25, size=8)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    reader = ShardReader(tmp_path / "out" / "train")
+    assert reader.meta.class_names == ("blue", "red", "white")
+    for sample in reader:
+        want = (np.array(colours[reader.meta.class_names[sample.label]]) / 255 - mean) / std
+        assert len(sample.coords) == 48  # 64 pixels, a quarter dropped
+        np.testing.assert_allclose(sample.features, np.broadcast_to(want, sample.features.shape), atol=0.04)
