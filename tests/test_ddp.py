@@ -276,3 +276,20 @@ def test_auto_starts_two_processes_where_two_cores_and_the_batch_allow(data, tmp
     [(target, world, payload)] = started
     assert (target, world) == ("sparsenet.train:run_rank", 2)
     assert json.loads(payload)["config"]["procs"] == 2
+
+
+@pytest.mark.slow
+def test_synced_batchnorm_normalises_with_the_statistics_of_the_global_batch(tmp_path, monkeypatch):
+    """Two ranks holding 2 and 3 rows: outputs use the mean and biased variance of all 5 rows; the running
+    variance moves towards their unbiased variance (as torch's BatchNorm on one process)."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # for ddp_rank
+    distributed.spawn("ddp_rank:synced", 2, str(tmp_path))
+    rows = torch.tensor([[0.0, 1.0, 4.0], [2.0, -1.0, 3.0], [5.0, 5.0, -2.0]])
+    parts = [rows[:2], 2 * rows]
+    union = torch.cat(parts)
+    mean, biased, unbiased = union.mean(0), union.var(0, unbiased=False), union.var(0, unbiased=True)
+    for r, part in enumerate(parts):
+        state = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
+        torch.testing.assert_close(state["out"], (part - mean) / torch.sqrt(biased + 1e-5))
+        torch.testing.assert_close(state["running_mean"], 0.5 * mean)
+        torch.testing.assert_close(state["running_var"], 0.5 + 0.5 * unbiased)

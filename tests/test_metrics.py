@@ -7,6 +7,7 @@ Every expected number below is worked out by hand from the class orders written 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -69,7 +70,10 @@ def test_tally_errors_confusion_and_per_class_error():
         expected[label, predicted] += 1
     assert expected[5, 0] == 1 and expected[0, 5] == 1 and expected[3, 11] == 1  # orientation
     np.testing.assert_array_equal(tally.confusion, expected)
-    per_class = tally.per_class_error()
+    assert tally.confusion.dtype == np.int64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # classes without samples are NaN without a warning
+        per_class = tally.per_class_error()
     # class 0: samples 5 (right) and 7 (wrong); class 3: samples 0 (right) and 6 (wrong);
     # classes 5, 7, 9, 11: one wrong sample each; the others have no sample
     want = {0: 0.5, 3: 0.5, 5: 1.0, 7: 1.0, 9: 1.0, 11: 1.0}
@@ -84,7 +88,7 @@ def test_a_perfect_and_an_empty_tally():
     logits, labels = logits_and_labels()
     perfect = Tally(K)
     perfect.add(logits, logits.argmax(1))
-    assert perfect.top1_error == 0 and perfect.top5_error == 0
+    assert perfect.top1_error == 0 and perfect.top5_error == 0 and perfect.loss == 0.0  # no loss given: none added
     assert (perfect.per_class_error()[np.unique(logits.argmax(1).numpy())] == 0).all()
     empty = Tally(K)
     assert empty.count == 0 and empty.top1_error == 1.0 and empty.loss == 0.0
@@ -93,10 +97,10 @@ def test_a_perfect_and_an_empty_tally():
 def test_tally_survives_the_all_reduce_vector():
     logits, labels = logits_and_labels()
     tally = Tally(K)
-    tally.add(logits, labels, loss_sum=3.25)
+    tally.add(logits, labels, loss_sum=123456789.125)  # needs float64 to survive
     vector = tally.to_vector()
     assert vector.dtype == torch.float64 and vector.shape == (2 + K * K,)
     twice = Tally.from_vector(K, vector + vector)  # what two ranks with the same counts add up to
-    assert twice.loss_sum == 6.5 and twice.top5_hits == 10 and twice.count == 16
+    assert twice.loss_sum == 246913578.25 and twice.top5_hits == 10 and twice.count == 16
     np.testing.assert_array_equal(twice.confusion, 2 * tally.confusion)
     assert twice.top1_error == pytest.approx(tally.top1_error) and twice.top5_error == pytest.approx(3 / 8)
