@@ -212,3 +212,90 @@ def test_documented_reader_matches_shard_reader(make_split, capsys, monkeypatch,
     monkeypatch.setattr(sys, "argv", ["example", str(folder / "shard-00000.h5")])
     exec(compile(_doc_example(repo_root), "docs/shard-format.md", "exec"), {"__name__": "__main__"})
     assert "sample 0: 1 sites, features ['a', 'b'], label 0 (zero)" in capsys.readouterr().out
+
+
+CHECKS = [
+    (np.zeros((1, 2, 2), np.int32), np.zeros((1, 2)), "coords must have shape [n, 2], got [1, 2, 2]"),
+    (np.zeros((3, 3), np.int32), np.zeros((3, 2)), "coords must have shape [n, 2], got [3, 3]"),
+    (np.zeros((1, 2), np.float32), np.zeros((1, 2)), "coords must be integers, got float32"),
+    (np.zeros((1, 2), np.int32), np.zeros((1, 2, 2)), "features must have shape [n, 2] (a, b), got [1, 2, 2]"),
+    (np.zeros((1, 2), np.int32), np.zeros((1, 3)), "features must have shape [n, 2] (a, b), got [1, 3]"),
+    (np.zeros((1, 2), np.int32), np.zeros((3, 2)), "1 coords but 3 feature rows"),
+    (np.zeros((0, 2), np.int32), np.zeros((0, 2)), "a sample needs at least one site"),
+    (np.array([[1, 1], [2, 0]]), np.zeros((2, 2)), "coordinates outside the field 8x2: y in [1, 2], x in [0, 1]"),
+    (np.array([[1, 0], [7, 2]]), np.zeros((2, 2)), "coordinates outside the field 8x2: y in [1, 7], x in [0, 2]"),
+    (np.array([[8, 0], [3, 1]]), np.zeros((2, 2)), "coordinates outside the field 8x2: y in [3, 8], x in [0, 1]"),
+    (np.array([[5, 1], [5, 1]]), np.zeros((2, 2)), "the same site appears twice (merge duplicate sites before "),
+    (np.array([[0, 0], [1, 1]]), np.array([[0, np.inf], [0, 0]]), "features contain NaN or infinity"),
+]
+
+
+@pytest.mark.parametrize("coords,features,message", CHECKS, ids=[m[:30] for *_, m in CHECKS])
+def test_check_sample_says_exactly_what_is_wrong(coords, features, message):
+    from sparsenet.shards import check_sample
+
+    meta = ShardMeta((8, 2), 3, ("a", "b"))
+    if "outside the field 8x2: y in [1, 2]" in message:
+        meta = ShardMeta((8, 1), 3, ("a", "b"))
+        message = message.replace("8x2", "8x1")
+    with pytest.raises(ValueError) as err:
+        check_sample(meta, coords, features, 0)
+    assert str(err.value).startswith(message)
+
+
+def test_sites_of_a_tall_field_are_told_apart():
+    """(2, 0) and (0, 1) on an 8x2 field are different sites, and (7, 1) is inside."""
+    from sparsenet.shards import check_sample
+
+    check_sample(ShardMeta((8, 2), 3, ("a", "b")), np.array([[2, 0], [0, 1], [7, 1]]), np.zeros((3, 2)), 2)
+
+
+def test_the_reader_names_the_file_of_each_problem(tmp_path, make_split):
+    folder = make_split(samples=4, per_shard=2)
+    first, second = shard_files(folder)
+    with h5py.File(second, "r+") as f:
+        del f["labels"]
+    with pytest.raises(ShardError) as err:
+        ShardReader(folder)
+    assert str(err.value) == f"{second}: dataset 'labels' is missing"
+    other = tmp_path / "other"
+    other.mkdir()
+    write_shard(other / "shard-00000.h5", META, _arrays(), ["x", "y"])
+    write_shard(other / "shard-00001.h5", ShardMeta((4, 4), 3, ("a", "c")), _arrays(), ["x", "y"])
+    with pytest.raises(ShardError) as err:
+        ShardReader(other)
+    problem = "(spatial shape, classes or features differ)"
+    assert str(err.value) == f"{other / 'shard-00001.h5'}: does not match {other / 'shard-00000.h5'} {problem}"
+    _set_attr(other / "shard-00001.h5", "version", 2)
+    with pytest.raises(ShardError, match=re.escape(f"{other / 'shard-00001.h5'}: shard format version 2")):
+        ShardReader(other)
+    with pytest.raises(ShardError, match=re.escape(f"{other / 'shard-00001.h5'}: shard format version 2")):
+        validate_file(other / "shard-00001.h5")
+
+
+def test_the_reader_checks_each_file_as_it_loads_it(tmp_path):
+    write_shard(tmp_path / "shard-00000.h5", META, _arrays(), ["x", "y"])
+    assert validate_file(tmp_path / "shard-00000.h5")[1:2] == (2,)
+    assert validate_file(tmp_path / "shard-00000.h5")[2].tolist() == [2, 1]
+    _bump_feature(tmp_path / "shard-00000.h5")
+    reader = ShardReader(tmp_path)
+    with pytest.raises(ShardError, match=re.escape(f"{tmp_path / 'shard-00000.h5'}: content checksum mismatch")):
+        reader[0]
+
+
+def test_reader_of_several_folders_indexes_and_bounds(tmp_path, make_split):
+    a, b = make_split("a", samples=3, per_shard=2), make_split("b", samples=4, per_shard=4)
+    reader = ShardReader([a, b])
+    assert len(reader) == 7 and [s.sample_id for s in reader] == ["s0", "s1", "s2", "s0", "s1", "s2", "s3"]
+    assert reader[-7].sample_id == "s0" and reader[-1].sample_id == "s3"
+    for index in (7, -8):
+        with pytest.raises(IndexError) as err:
+            reader[index]
+        assert str(err.value) == f"sample {index} out of range for 7 samples"
+
+
+def test_samples_without_ids_read_as_empty_ids(tmp_path):
+    write_shard(tmp_path / "shard-00000.h5", META, _arrays(), ["x", "y"])
+    with h5py.File(tmp_path / "shard-00000.h5", "r+") as f:
+        del f["sample_ids"]
+    assert [s.sample_id for s in ShardReader(tmp_path)] == ["", ""]
