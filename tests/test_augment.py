@@ -2,6 +2,7 @@
 a batch moved at once gives exactly what its samples give one by one."""
 
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -263,6 +264,7 @@ def test_affine_ranges_measured_on_a_cross():
     tol = 0.03
     assert np.abs(shifts).max() <= 8 + tol
     assert np.abs(shifts).max() > 7 and 3 < np.abs(shifts).mean() < 5  # uniform on [-8, 8]: mean |t| = 4
+    assert (np.abs(shifts[:, 0] - shifts[:, 1]) > 1).mean() > 0.5  # the axes move independently
     kinds, alphas, stretches = [], [], []
     for a in maps:
         if abs(a[1, 0]) < tol:  # shear of y along x: [[s0, α s1], [0, s1]]
@@ -280,8 +282,8 @@ def test_affine_ranges_measured_on_a_cross():
             np.testing.assert_allclose(a, rotation(alpha) @ np.diag([s0, s1]), atol=tol)
             alphas.append(alpha)
             stretches += [s0, s1]
-    alphas, stretches = np.abs(alphas), np.array(stretches)
-    assert alphas.max() <= 0.2 + tol and alphas.max() > 0.17
+    alphas, stretches = np.array(alphas), np.array(stretches)
+    assert np.abs(alphas).max() <= 0.2 + tol and alphas.max() > 0.17 and alphas.min() < -0.17
     assert stretches.min() >= 0.85 - tol and stretches.max() <= 1.15 + tol
     assert stretches.min() < 0.88 and stretches.max() > 1.12
     counts = {kind: kinds.count(kind) for kind in ("shear-y", "shear-x", "rotation")}
@@ -303,3 +305,47 @@ def test_no_augmentation_places_the_cross_unchanged():
     maps, shifts = measured_map("none", range(3))
     np.testing.assert_allclose(maps, np.broadcast_to(np.eye(2), maps.shape), atol=1e-9)
     np.testing.assert_allclose(shifts, 0, atol=1e-9)
+
+
+def test_field_transform_places_non_square_fields_and_refuses_each_axis_that_does_not_fit():
+    transform = field_transform((7, 6), (12, 16), FEATURES)
+    assert transform.offset == (2, 5) and transform.directions == DIRECTIONS
+    placed = transform(stroke((0, 0), (0, 1), 3))
+    np.testing.assert_array_equal(placed.coords, [[2, 5], [2, 6], [2, 7]])
+    assert placed.coords.dtype == np.int32
+    message = "samples are on a 20x5 field but the network takes 12x30; preprocess with a field of at most 12x30"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        field_transform((20, 5), (12, 30), FEATURES)
+    with pytest.raises(ValueError, match=re.escape("samples are on a 5x40 field but the network takes 12x30")):
+        field_transform((5, 40), (12, 30), FEATURES)
+    with pytest.raises(ValueError, match=re.escape("unknown augmentation 'flip'; expected one of none, affine, shift")):
+        field_transform((5, 5), (12, 30), FEATURES, "flip")
+
+
+def test_field_transform_turns_the_direction_features_it_augments():
+    """Through ``field_transform(..., "affine")`` a horizontal stroke's (dy, dx) becomes the unit vector of
+    A (0, 1) for the A drawn from the same generator."""
+    sample = stroke((20, 14), (0, 1), 12)
+    transform = field_transform((48, 48), (48, 48), FEATURES, "affine")
+    for seed in range(10):
+        a, _ = RandomAffine().draw(np.random.default_rng(seed))
+        out = transform(sample, np.random.default_rng(seed))
+        want = a @ [0.0, 1.0] / np.linalg.norm(a @ [0.0, 1.0])
+        np.testing.assert_allclose(out.features[:, [1, 0]], np.broadcast_to(want, (len(out.coords), 2)), atol=1e-5)
+
+
+def test_a_batch_needs_one_generator_per_sample():
+    transform = field_transform((20, 20), (20, 20), FEATURES, "shift")
+    sample = stroke((5, 5), (0, 1), 3)
+    with pytest.raises(ValueError) as err:
+        transform.batch([sample, sample], [np.random.default_rng(0)])
+    assert str(err.value) == "augmentation needs one numpy Generator per sample; got 1 for 2 samples"
+
+
+def test_a_sample_one_cell_larger_than_the_field_is_cut_not_shifted():
+    """11 cells on a 10-cell field: the part inside stays where it is (the last cell is dropped)."""
+    x = np.arange(11)
+    sample = Sample(np.stack([np.full(11, 3), x], 1).astype(np.int32), x[:, None].astype(np.float32), 0, "long")
+    out = apply_affine(sample, np.eye(2), np.zeros(2), (10, 10))
+    np.testing.assert_array_equal(out.coords, [[3, x] for x in range(10)])
+    np.testing.assert_array_equal(out.features[:, 0], np.arange(10))  # the same sites, not moved by one
