@@ -299,3 +299,106 @@ def test_samples_without_ids_read_as_empty_ids(tmp_path):
     with h5py.File(tmp_path / "shard-00000.h5", "r+") as f:
         del f["sample_ids"]
     assert [s.sample_id for s in ShardReader(tmp_path)] == ["", ""]
+
+
+def _replace(name: str, value: np.ndarray):
+    def damage(path):
+        with h5py.File(path, "r+") as f:
+            del f[name]
+            f.create_dataset(name, data=value)
+
+    return damage
+
+
+def _delete(name: str, attribute: bool = False):
+    def damage(path):
+        with h5py.File(path, "r+") as f:
+            del (f.attrs if attribute else f)[name]
+
+    return damage
+
+
+ARRAY_PROBLEMS = [
+    (_delete("features"), "dataset 'features' is missing"),
+    (_delete("offsets"), "dataset 'offsets' is missing"),
+    (_replace("coords", np.zeros((3, 2), np.float32)), "dataset 'coords' is float32[3, 2], expected int32 with 2 dims"),
+    (_replace("offsets", np.zeros((3, 1), np.int64)), "dataset 'offsets' is int64[3, 1], expected int64 with 1 dims"),
+    (_replace("labels", np.zeros(2, np.int32)), "dataset 'labels' is int32[2], expected int64 with 1 dims"),
+    (_replace("coords", np.zeros((3, 3), np.int32)), "coords has 3 columns, expected 2"),
+    (_replace("features", np.zeros((3, 3), np.float32)), "features is [3, 3], expected [3, 2]"),
+    (_replace("features", np.zeros((2, 2), np.float32)), "features is [2, 2], expected [3, 2]"),
+    (_replace("offsets", np.array([0, 3], np.int64)), "offsets has 2 entries for 2 labels, expected 3"),
+    (_replace("offsets", np.array([1, 2, 3], np.int64)), "offsets must run from 0 to 3"),
+    (_replace("offsets", np.array([0, 1, 2], np.int64)), "offsets must run from 0 to 3"),
+    (_replace("offsets", np.array([0, 3, 3], np.int64)), "offsets are not strictly increasing (an empty or negative"),
+    (_replace("labels", np.array([0, 3], np.int64)), "labels outside 0..2"),
+    (_replace("labels", np.array([-1, 0], np.int64)), "labels outside 0..2"),
+    (_replace("coords", np.array([[0, 0], [0, 4], [3, 3]], np.int32)), "coords outside the field (4, 4)"),
+    (_replace("coords", np.array([[0, 0], [4, 0], [3, 3]], np.int32)), "coords outside the field (4, 4)"),
+    (_replace("coords", np.array([[0, 0], [0, -1], [3, 3]], np.int32)), "coords outside the field (4, 4)"),
+    (_replace("features", np.array([[1, 1], [1, np.inf], [1, 1]], np.float32)), "features contain NaN or infinity"),
+    (_bump_feature, "content checksum mismatch: the file was modified or is corrupt"),
+    (_delete("format", True), "not a sparsenet shard (attribute format=None, expected 'sparsenet.shard')"),
+    (
+        _delete("version", True),
+        "shard format version -1; this sparsenet reads version 1. Re-run `sparsenet preprocess` to rebuild the shards.",
+    ),
+    (_delete("spatial_shape", True), "bad root attributes ("),
+    (_delete("num_classes", True), "bad root attributes ("),
+    (_delete("feature_names", True), "bad root attributes ("),
+]
+
+
+@pytest.mark.parametrize(
+    "damage,message", ARRAY_PROBLEMS, ids=[f"{i}-{m[:24]}" for i, (_, m) in enumerate(ARRAY_PROBLEMS)]
+)
+def test_validation_messages_in_full(tmp_path, damage, message):
+    path = tmp_path / "shard-00000.h5"
+    write_shard(path, META, _arrays(), ["x", "y"])
+    damage(path)
+    with pytest.raises(ShardError) as err:
+        validate_file(path)
+    assert str(err.value).startswith(f"{path}: {message}")
+
+
+def test_optional_attributes_and_the_checksum_may_be_absent(tmp_path):
+    path = tmp_path / "shard-00000.h5"
+    meta = ShardMeta((4, 4), 3, ("a", "b"), ("x", "y", "z"), "src", "mnist", {"k": 2}, "mnist")
+    write_shard(path, meta, _arrays(), ["x", "y"])
+    assert validate_file(path)[0] == meta and validate_file(path)[0].params == {"k": 2}
+    for name in ("class_names", "source", "params", "content_sha256"):
+        _delete(name, True)(path)
+    _bump_feature(path)  # without a stored checksum nothing can tell
+    found = validate_file(path)[0]
+    assert (found.class_names, found.source, found.params, found.dataset) == ((), "", {}, "mnist")
+    assert validate_file(path)[1] == 2
+
+
+def test_shard_files_in_order_below_a_folder_and_their_messages(tmp_path, make_split):
+    folder = make_split("train", samples=7, per_shard=3)
+    nested = tmp_path / "outer"
+    (nested / "b").mkdir(parents=True)
+    (nested / ".hidden").mkdir()
+    for name in ("shard-00001.h5", "shard-00000.h5"):
+        (nested / "b" / name).write_bytes((folder / name).read_bytes())
+    (nested / ".hidden" / "shard-00000.h5").write_bytes((folder / "shard-00000.h5").read_bytes())
+    (nested / "notes-00000.h5").write_bytes(b"")
+    assert shard_files(nested) == [nested / "b" / "shard-00000.h5", nested / "b" / "shard-00001.h5"]
+    assert shard_files(folder / "shard-00002.h5") == [folder / "shard-00002.h5"]
+    cases = [
+        (tmp_path / "nothing", "no such file or folder"),
+        (tmp_path / "x.h5.part", "not a .h5 shard file (a .part file is an unfinished write)"),
+        (nested / ".hidden", "no shard-*.h5 files in this folder (run `sparsenet preprocess` first)"),
+    ]
+    (tmp_path / "x.h5.part").write_bytes(b"")
+    (nested / ".hidden" / "shard-00000.h5").rename(nested / ".hidden" / "other.h5")
+    for path, message in cases:
+        with pytest.raises(ShardError) as err:
+            shard_files(path)
+        assert str(err.value) == f"{path}: {message}"
+    with pytest.raises(ShardError) as err:
+        validate_file(tmp_path / "missing.h5")
+    assert str(err.value) == f"{tmp_path / 'missing.h5'}: no such shard file"
+    (tmp_path / "junk.h5").write_bytes(b"junk" * 100)
+    with pytest.raises(ShardError, match=re.escape(f"{tmp_path / 'junk.h5'}: not a readable HDF5 file (")):
+        validate_file(tmp_path / "junk.h5")
