@@ -349,3 +349,62 @@ def test_a_sample_one_cell_larger_than_the_field_is_cut_not_shifted():
     out = apply_affine(sample, np.eye(2), np.zeros(2), (10, 10))
     np.testing.assert_array_equal(out.coords, [[3, x] for x in range(10)])
     np.testing.assert_array_equal(out.features[:, 0], np.arange(10))  # the same sites, not moved by one
+
+
+def reference_affine(sample: Sample, a: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The module docstring's algorithm, site by site, for a sample that stays inside the field: (coords
+    [m, 2] in row-major order, features [m, C]). Site centres move through p -> A (p - c) + c + t; between
+    8-connected neighbours (a diagonal pair only where neither corner site exists) whose cells end up
+    ``steps`` > 1 apart, points at k / steps (k = 1 .. steps - 1) are added with interpolated features;
+    sites landing on one cell merge into the mean of their features."""
+    grid = sample.coords.astype(np.int64)
+    centre = (grid.min(0) + grid.max(0) + 1) / 2
+    moved = (grid + 0.5 - centre) @ a.T + centre + t
+    features = sample.features.astype(np.float64)
+    occupied = {tuple(p) for p in grid.tolist()}
+    points, values = list(moved), list(features)
+    for i, (y, x) in enumerate(grid.tolist()):
+        for j, (v, u) in enumerate(grid.tolist()):
+            dy, dx = v - y, u - x
+            if (dy, dx) not in ((0, 1), (1, 0), (1, 1), (1, -1)):
+                continue
+            if dy and dx and ((y, x + dx) in occupied or (y + dy, x) in occupied):
+                continue
+            steps = int(np.abs(np.floor(moved[i]) - np.floor(moved[j])).max())
+            for k in range(1, steps):
+                f = k / steps
+                points.append(moved[i] * (1 - f) + moved[j] * f)
+                values.append(features[i] * (1 - f) + features[j] * f)
+    groups: dict[tuple[int, int], list[np.ndarray]] = {}
+    for cell, value in zip(np.floor(points).astype(np.int64).tolist(), values):
+        groups.setdefault(tuple(cell), []).append(value)
+    cells = sorted(groups)
+    return np.array(cells), np.array([np.mean(groups[c], axis=0) for c in cells])
+
+
+def blob(rng: np.random.Generator, name: str) -> Sample:
+    """About a third of the cells of a random box up to 9x9 somewhere in a 20x20 corner, 2 random features."""
+    h, w = rng.integers(2, 10, size=2)
+    cells = np.argwhere(rng.random((h, w)) < 0.35)
+    if not len(cells):
+        cells = np.array([[0, 0]])
+    coords = (cells + rng.integers(0, 10, size=2)).astype(np.int32)
+    return Sample(coords, rng.normal(size=(len(cells), 2)).astype(np.float32), 0, name)
+
+
+def test_moves_fills_and_merges_as_the_reference_does():
+    """Random blobs, enlarged (up to 2.6x), turned and shifted, one by one and as one batch."""
+    rng = np.random.default_rng(11)
+    samples, maps, shifts = [], [], []
+    for i in range(24):
+        samples.append(blob(rng, f"blob{i}"))
+        scale = rng.uniform(0.4, 2.6, size=2)
+        maps.append(rotation(rng.uniform(-0.8, 0.8)) @ np.diag(scale))
+        shifts.append(rng.uniform(-3, 3, size=2) + 20)
+    results = apply_affine_batch(samples, np.array(maps), np.array(shifts), (96, 96))
+    for sample, a, t, out in zip(samples, maps, shifts, results):
+        coords, features = reference_affine(sample, a, t)
+        np.testing.assert_array_equal(out.coords, coords, err_msg=sample.sample_id)
+        np.testing.assert_allclose(out.features, features, rtol=1e-5, atol=1e-5, err_msg=sample.sample_id)
+        alone = apply_affine(sample, a, t, (96, 96))
+        np.testing.assert_array_equal(alone.coords, coords)
