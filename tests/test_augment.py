@@ -408,3 +408,55 @@ def test_moves_fills_and_merges_as_the_reference_does():
         np.testing.assert_allclose(out.features, features, rtol=1e-5, atol=1e-5, err_msg=sample.sample_id)
         alone = apply_affine(sample, a, t, (96, 96))
         np.testing.assert_array_equal(alone.coords, coords)
+
+
+def line(y: int, x: int, length: int, name: str) -> Sample:
+    """A horizontal run of sites with feature = its x."""
+    xs = np.arange(x, x + length)
+    return Sample(np.stack([np.full(length, y), xs], 1).astype(np.int32), xs[:, None].astype(np.float32), 0, name)
+
+
+def test_a_batch_on_a_wide_field_cuts_what_is_taller_than_the_field():
+    """Field 7x30: four-row blocks stretched 3x vertically (10 rows) keep the rows inside, unshifted;
+    a sample that fits is shifted back inside; results equal the reference cut to the field."""
+    block = Sample(
+        np.array([(y, x) for y in (2, 3, 4, 5) for x in range(5, 17)], np.int32),
+        np.arange(48, dtype=np.float32)[:, None],
+        0,
+        "block",
+    )
+    a = np.array([[[3.0, 0], [0, 1]], [[3.0, 0], [0, 1]], [[1.0, 0], [0, 1]]])
+    t = np.array([[0.0, 0], [0, 10], [0, 20]])  # the last one (12 wide) leaves the field at x = 37
+    out = apply_affine_batch([block, block, line(3, 5, 12, "fits")], a, t, (7, 30))
+    for sample, result, a_b, t_b in zip([block, block], out, a, t):
+        coords, features = reference_affine(sample, a_b, t_b)
+        keep = (coords[:, 0] >= 0) & (coords[:, 0] < 7) & (coords[:, 1] >= 0) & (coords[:, 1] < 30)
+        assert not keep.all()  # rows above and below the field are cut
+        np.testing.assert_array_equal(result.coords, coords[keep])
+        np.testing.assert_allclose(result.features, features[keep], rtol=1e-6)
+    np.testing.assert_array_equal(out[2].coords, [[3, x] for x in range(18, 30)])
+
+
+def test_batch_errors_name_the_sample_and_the_field():
+    empty = Sample(np.zeros((0, 2), np.int32), np.zeros((0, 1), np.float32), 0, "e1")
+    samples = [line(1, 1, 1, "g0"), empty, line(2, 2, 1, "g1"), replace(empty, sample_id="e2")]
+    with pytest.raises(ValueError) as err:
+        apply_affine_batch(samples, np.stack([np.eye(2)] * 4), np.zeros((4, 2)), (7, 30))
+    assert str(err.value) == "sample 'e1' has no sites"
+    far = Sample(np.array([[0, 3], [40, 3]], np.int32), np.ones((2, 1), np.float32), 0, "far")
+    with pytest.raises(ValueError) as err:
+        apply_affine(far, 1.5 * np.eye(2), np.zeros(2), (7, 30))
+    assert str(err.value) == "sample 'far': no site left inside the field 7x30"
+
+
+def test_a_direction_of_length_zero_stays_zero_when_turned():
+    sample = Sample(np.array([[5, 5], [5, 6]], np.int32), np.array([[0, 0, 1], [1, 0, 1]], np.float32), 0, "dot")
+    out = apply_affine(sample, rotation(0.3), np.zeros(2), (20, 20), DIRECTIONS)
+    assert np.isfinite(out.features).all()
+    dot = [f for c, f in zip(out.coords.tolist(), out.features) if f[0] ** 2 + f[1] ** 2 < 0.5]
+    assert dot and all(abs(f[0]) < 1e-6 and abs(f[1]) < 1e-6 for f in dot)
+
+
+def test_single_letters_are_not_a_direction_pair():
+    assert direction_pairs(("y", "x", "ink")) == ()
+    assert direction_pairs(("penx", "peny")) == ((1, 0),)

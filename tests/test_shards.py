@@ -340,6 +340,10 @@ ARRAY_PROBLEMS = [
     (_bump_feature, "content checksum mismatch: the file was modified or is corrupt"),
     (_delete("format", True), "not a sparsenet shard (attribute format=None, expected 'sparsenet.shard')"),
     (
+        lambda p: _set_attr(p, "format", "anndata"),
+        "not a sparsenet shard (attribute format='anndata', expected 'sparsenet.shard')",
+    ),
+    (
         _delete("version", True),
         "shard format version -1; this sparsenet reads version 1. Re-run `sparsenet preprocess` to rebuild the shards.",
     ),
@@ -402,3 +406,30 @@ def test_shard_files_in_order_below_a_folder_and_their_messages(tmp_path, make_s
     (tmp_path / "junk.h5").write_bytes(b"junk" * 100)
     with pytest.raises(ShardError, match=re.escape(f"{tmp_path / 'junk.h5'}: not a readable HDF5 file (")):
         validate_file(tmp_path / "junk.h5")
+
+
+def test_dataset_and_converter_names_old_and_new(tmp_path):
+    """The ``dataset`` attribute wins; without it (shards written before it) the dataset follows from
+    the converter; without either both are empty. Names stored as bytes read as text."""
+    path = tmp_path / "shard-00000.h5"
+    write_shard(path, ShardMeta((4, 4), 3, ("a", "b"), (), "", "mnist", {}, "special"), _arrays(), ["x", "y"])
+    assert (validate_file(path)[0].converter, validate_file(path)[0].dataset) == ("mnist", "special")
+    _delete("dataset", True)(path)
+    assert (validate_file(path)[0].converter, validate_file(path)[0].dataset) == ("mnist", "mnist")
+    _delete("converter", True)(path)
+    assert (validate_file(path)[0].converter, validate_file(path)[0].dataset) == ("", "")
+    _set_attr(path, "feature_names", np.array([b"a", b"b"], dtype="S1"))
+    assert validate_file(path)[0].feature_names == ("a", "b")
+
+
+def test_a_dataset_that_cannot_be_decompressed_is_named(tmp_path):
+    path = tmp_path / "shard-00000.h5"
+    write_shard(path, META, _arrays(), ["x", "y"])
+    with h5py.File(path, "r") as f:
+        chunk = f["features"].id.get_chunk_info(0)
+    with open(path, "r+b") as f:
+        f.seek(chunk.byte_offset)
+        f.write(b"\xff" * chunk.size)
+    with pytest.raises(ShardError) as err:
+        validate_file(path)
+    assert str(err.value).startswith(f"{path}: dataset 'features' cannot be read (")
