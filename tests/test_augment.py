@@ -383,9 +383,10 @@ def reference_affine(sample: Sample, a: np.ndarray, t: np.ndarray) -> tuple[np.n
 
 
 def blob(rng: np.random.Generator, name: str) -> Sample:
-    """About a third of the cells of a random box up to 9x9 somewhere in a 20x20 corner, 2 random features."""
+    """About a third of the cells of a random box up to 9x9 somewhere in a 20x20 corner, in random order,
+    2 random features."""
     h, w = rng.integers(2, 10, size=2)
-    cells = np.argwhere(rng.random((h, w)) < 0.35)
+    cells = rng.permutation(np.argwhere(rng.random((h, w)) < 0.35))
     if not len(cells):
         cells = np.array([[0, 0]])
     coords = (cells + rng.integers(0, 10, size=2)).astype(np.int32)
