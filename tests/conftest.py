@@ -185,7 +185,7 @@ def _untrained_checkpoint(data: Path, path: Path, *, scale: float = 1.0, seed: i
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def untrained_checkpoint() -> Callable[..., Path]:
     """``untrained_checkpoint(data, path, scale=1.0, seed=0, **config values) -> path``: an epoch-0 checkpoint."""
     return _untrained_checkpoint

@@ -28,11 +28,9 @@ def digits(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(digits, tmp_path_factory) -> Path:
+def checkpoint(digits, tmp_path_factory, untrained_checkpoint) -> Path:
     """An untrained DeepCNet(2, 4) with a confident last layer (probabilities far from uniform)."""
-    from conftest import _untrained_checkpoint
-
-    return _untrained_checkpoint(digits, tmp_path_factory.mktemp("run") / "checkpoint.pt", scale=40.0, **MODEL)
+    return untrained_checkpoint(digits, tmp_path_factory.mktemp("run") / "checkpoint.pt", scale=40.0, **MODEL)
 
 
 def probabilities_by_hand(checkpoint: Path, digits: Path, repeats: int) -> tuple[torch.Tensor, torch.Tensor]:

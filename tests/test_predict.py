@@ -17,13 +17,11 @@ NAMES = ["zulu", "alpha", "mike"]  # distinct, and neither in index order nor so
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def checkpoint(tmp_path_factory, untrained_checkpoint) -> Path:
     """An untrained DeepCNet(2, 4) on 3 classes named :data:`NAMES`, with confident outputs."""
-    from conftest import _untrained_checkpoint
-
     root = tmp_path_factory.mktemp("predict")
     data = write_digit_shards(root / "digits", train=6, test=3)
-    path = _untrained_checkpoint(
+    path = untrained_checkpoint(
         data, root / "run" / "checkpoint.pt", scale=30.0, model="deepcnet", model_kwargs={"l": 2, "k": 4}
     )
     payload = torch.load(path, weights_only=True)
