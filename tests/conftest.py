@@ -4,8 +4,8 @@ checkpoints; and what the markers mean:
 * ``realdata``: needs the real raw datasets. Every test that takes the ``raw_data`` fixture gets
   the marker here, so ``-m "not realdata"`` deselects exactly those; they skip without the data.
 * ``cuda``: needs a CUDA device; skipped without one.
-* ``slow``: takes more than about 5 seconds on 2 cores (``--durations`` shows them); ``-m "not slow"``
-  leaves the quick ones.
+* ``slow``: starts training processes (their imports alone take seconds) or takes more than about
+  5 seconds on the 2 shared cores (``--durations`` shows them); ``-m "not slow"`` leaves the quick ones.
 """
 
 from __future__ import annotations

@@ -189,7 +189,6 @@ def test_per_rank_batchnorm_needs_two_samples_per_process(data, tmp_path):
         training.train(config)
 
 
-@pytest.mark.slow
 def test_auto_is_recorded_as_the_process_count_it_resolved_to(data, tmp_path):
     run = training.train(
         TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(tmp_path / "run"), procs="auto", epochs=1))
@@ -200,7 +199,6 @@ def test_auto_is_recorded_as_the_process_count_it_resolved_to(data, tmp_path):
     assert json.loads((run / "config.json").read_text())["config"]["procs"] == 1
 
 
-@pytest.mark.slow
 def test_checkpoints_from_before_per_rank_batchnorm_resume_synced(data, tmp_path):
     run = training.train(
         TrainConfig.from_dict(dict(CONFIG, data=str(data), out=str(tmp_path / "run"), procs=1, epochs=1))

@@ -112,7 +112,6 @@ def test_caltech_real_images(raw_data, tmp_path):
     np.testing.assert_allclose(sample.features * masked.IMAGENET_STD + masked.IMAGENET_MEAN, pixels, atol=1e-5)
 
 
-@pytest.mark.slow
 def test_caltech_shards_train_with_their_defaults_at_their_size(caltech_tree, tmp_path):
     masked.convert(caltech_tree, tmp_path / "data", dataset="caltech101", sparsity=0.5, seed=1, size=16)
     config = for_dataset(tmp_path / "data", tmp_path / "run", epochs=1, batch_size=8, procs=1)

@@ -65,7 +65,6 @@ def reference(strokes):
     return training.train(config(strokes / "data", strokes / "reference"))
 
 
-@pytest.mark.slow
 def test_run_leaves_config_metrics_plots_and_checkpoints(reference, strokes):
     names = {p.name for p in reference.iterdir()}
     assert {"config.json", "metrics.jsonl", "curves.png", "confusion.png", "checkpoint.pt", "best.pt"} <= names
@@ -100,7 +99,6 @@ def test_run_leaves_config_metrics_plots_and_checkpoints(reference, strokes):
         assert (reference / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.slow
 def test_training_learns_the_synthetic_digits(tmp_path):
     data = write_digit_shards(tmp_path / "digits")
     run = training.train(config(data, tmp_path / "run", epochs=6, augment="shift", model_kwargs={"l": 2, "k": 8}))
@@ -135,7 +133,6 @@ def assert_same_run(run, reference) -> None:
     assert scored(rows) == scored(uninterrupted.history)
 
 
-@pytest.mark.slow
 def test_resume_after_a_kill_in_mid_epoch_repeats_the_uninterrupted_run(strokes, reference, tmp_path, monkeypatch):
     run = tmp_path / "run"
     kill_at(monkeypatch, torch.optim.SGD, "step", 9)  # 4 steps per epoch: in the middle of epoch 3
@@ -151,7 +148,6 @@ def test_resume_after_a_kill_in_mid_epoch_repeats_the_uninterrupted_run(strokes,
     assert_same_run(run, reference)
 
 
-@pytest.mark.slow
 def test_resume_after_a_kill_between_checkpoint_and_metrics(strokes, reference, tmp_path, monkeypatch):
     run = tmp_path / "run"
     kill_at(monkeypatch, training, "_write_metrics", 3)  # calls: start, after epoch 1, after epoch 2
@@ -164,7 +160,6 @@ def test_resume_after_a_kill_between_checkpoint_and_metrics(strokes, reference, 
     assert_same_run(run, reference)
 
 
-@pytest.mark.slow
 def test_a_kill_before_the_first_epoch_ends_is_resumable(strokes, reference, tmp_path, monkeypatch):
     run = tmp_path / "run"
     kill_at(monkeypatch, torch.optim.SGD, "step", 2)
@@ -320,7 +315,6 @@ def test_repeated_testing_averages_augmented_copies_deterministically(reference,
     assert (again["loss"], again["top1_error"]) == (repeated["loss"], repeated["top1_error"])
 
 
-@pytest.mark.slow
 def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(reference, strokes, tmp_path):
     other = training.train(config(strokes / "data", tmp_path / "other", seed=4))
     members = [reference / "checkpoint.pt", other / "checkpoint.pt"]

@@ -49,7 +49,6 @@ def test_train_records_the_command_line_options(run):
     assert config["augment"] == "shift"  # the MNIST default: the shards were written by preprocess.mnist
 
 
-@pytest.mark.slow
 def test_resume_continues_and_config_repeats(run, digits):
     result = invoke("train", "--resume", run, "--epochs", 2)
     assert result.exit_code == 0, result.output
@@ -164,7 +163,6 @@ def test_option_choices_match_the_library():
     }
 
 
-@pytest.mark.slow
 def test_report_tests_every_run_at_every_sparsity(mnist_dir, tmp_path):
     """Train at one sparsity, test at the others: the diagonal is each run's own test error."""
     from preprocess import masked
