@@ -377,4 +377,6 @@ def test_a_short_training_run_on_the_gpu(tmp_path):
     run = training.train(config(data, tmp_path / "run", epochs=1, device="cuda", augment="shift"))
     [row] = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])
-    assert evaluate(run / "checkpoint.pt", device="cpu", plot=False)["top1_error"] == pytest.approx(row["test_error"])
+    on_cpu = evaluate(run / "checkpoint.pt", device="cpu", plot=False)
+    assert on_cpu["top1_error"] == pytest.approx(row["test_error"], abs=1.5 / 12)  # a borderline sample may flip
+    assert on_cpu["loss"] == pytest.approx(row["test_loss"], rel=1e-3)
