@@ -54,12 +54,9 @@ class ShardMeta:
     dataset: str = ""  # the dataset's name: "assamese", "mnist", "masked-mnist", ... (configs and the zoo key on it)
 
     def compatible(self, other: ShardMeta) -> bool:
-        """True where samples of both can be batched together."""
-        return (self.spatial_shape, self.num_classes, self.feature_names) == (
-            other.spatial_shape,
-            other.num_classes,
-            other.feature_names,
-        )
+        """True where samples of both can be batched together and their labels mean the same classes."""
+        keys = ("spatial_shape", "num_classes", "feature_names", "class_names")
+        return all(getattr(self, key) == getattr(other, key) for key in keys)
 
 
 @dataclass(frozen=True)

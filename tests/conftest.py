@@ -1,4 +1,12 @@
-"""Shared fixtures: the real raw data (when present) and tiny synthetic raw datasets and shards."""
+"""Shared fixtures: the real raw data (when present), tiny synthetic raw datasets, shards and
+checkpoints; and what the markers mean:
+
+* ``realdata``: needs the real raw datasets. Every test that takes the ``raw_data`` fixture gets
+  the marker here, so ``-m "not realdata"`` deselects exactly those; they skip without the data.
+* ``cuda``: needs a CUDA device; skipped without one.
+* ``slow``: starts training processes (their imports alone take seconds) or takes more than about
+  5 seconds on the 2 shared cores (``--durations`` shows them); ``-m "not slow"`` leaves the quick ones.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +24,27 @@ from sparsenet.shards import ShardMeta, ShardWriter
 REPO = Path(__file__).resolve().parents[1]
 
 
+def raw_data_root() -> Path:
+    """``$SPARSENET_RAW``, else ``../shared/data`` beside the repository (it may not exist)."""
+    return Path(os.environ.get("SPARSENET_RAW") or REPO.parent / "shared" / "data")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that needs the raw data ``realdata``; skip ``realdata`` tests without the data
+    and ``cuda`` tests without a GPU."""
+    import torch
+
+    no_data = pytest.mark.skip(reason=f"real data not found at {raw_data_root()} (set SPARSENET_RAW)")
+    no_gpu = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "raw_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realdata)
+        if item.get_closest_marker("realdata") and not raw_data_root().is_dir():
+            item.add_marker(no_data)
+        if item.get_closest_marker("cuda") and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The repository's top folder."""
@@ -24,8 +53,8 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def raw_data() -> Path:
-    """``$SPARSENET_RAW``, else ``../shared/data`` beside the repository; skips the test when absent."""
-    root = Path(os.environ.get("SPARSENET_RAW") or REPO.parent / "shared" / "data")
+    """The real raw data folder (:func:`raw_data_root`); skips the test when absent."""
+    root = raw_data_root()
     if not root.is_dir():
         pytest.skip(f"real data not found at {root} (set SPARSENET_RAW)")
     return root
@@ -147,3 +176,33 @@ def assert_digests() -> Callable[[Path, str], None]:
         assert want and found == want
 
     return check
+
+
+def _untrained_checkpoint(data: Path, path: Path, *, scale: float = 1.0, seed: int = 0, **values) -> Path:
+    """A checkpoint (epoch 0) of the network ``values`` configure, freshly initialised from ``seed``, for the
+    shards in ``data/train``; the weights of its last layer are multiplied by ``scale`` (confident outputs)."""
+    import math
+
+    import torch
+
+    from sparsenet.checkpoint import Checkpoint, data_info, versions
+    from sparsenet.config import TrainConfig
+    from sparsenet.pipeline import build_network
+    from sparsenet.shards import ShardReader
+
+    config = TrainConfig(data=str(data), out=str(path.parent), seed=seed, **values)
+    info = data_info(ShardReader(data / "train").meta)
+    torch.manual_seed(seed)
+    network, _ = build_network(config, info)
+    state = network.state_dict()
+    last = [key for key in state if key.endswith("weight")][-1]
+    state[last] = state[last] * scale
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Checkpoint(path, config, info, 0, state, {}, [], math.inf, versions()).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def untrained_checkpoint() -> Callable[..., Path]:
+    """``untrained_checkpoint(data, path, scale=1.0, seed=0, **config values) -> path``: an epoch-0 checkpoint."""
+    return _untrained_checkpoint

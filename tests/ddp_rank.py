@@ -43,3 +43,30 @@ def fail(kind: str) -> None:
             raise ShardError("data/train/shard-00000.h5", "content checksum mismatch: the file was modified")
         print(1 / 0)
     torch.distributed.barrier()  # fails, or waits to be stopped, once rank 1 is gone
+
+
+def crash(folder: str) -> None:
+    """Rank 1 fails at once; rank 0 joins the process group and waits for it forever (writes ``rank0.pid`` first)."""
+    from sparsenet import distributed
+
+    rank = distributed.Rank.from_env()
+    if rank.rank == 1:
+        raise ValueError("rank 1 fails on purpose")
+    (Path(folder) / "rank0.pid").write_text(str(os.getpid()))
+    distributed.init(rank, torch.device("cpu"))
+    torch.distributed.barrier()
+
+
+def synced(folder: str) -> None:
+    """A SyncedBatchNorm (momentum 0.5) in training mode on rank r's rows ``x_r = (r + 1) * [[0, 1, 4], [2, -1, 3],
+    [5, 5, -2]][: 2 + r]``; saves ``rank<RANK>.pt`` with its output and running statistics."""
+    from sparsenet import distributed
+
+    rank = distributed.Rank.from_env()
+    distributed.init(rank, torch.device("cpu"))
+    rows = torch.tensor([[0.0, 1.0, 4.0], [2.0, -1.0, 3.0], [5.0, 5.0, -2.0]])
+    norm = distributed.SyncedBatchNorm(3, momentum=0.5)
+    out = norm((rank.rank + 1) * rows[: 2 + rank.rank])
+    state = {"out": out.detach(), "running_mean": norm.running_mean, "running_var": norm.running_var}
+    torch.save(state, Path(folder) / f"rank{rank.rank}.pt")
+    distributed.shutdown()

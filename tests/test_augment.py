@@ -2,6 +2,7 @@
 a batch moved at once gives exactly what its samples give one by one."""
 
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -229,3 +230,234 @@ def test_a_batch_without_augmentation_only_places():
 
 def test_an_empty_batch_gives_an_empty_batch():
     assert apply_affine_batch([], np.zeros((0, 2, 2)), np.zeros((0, 2)), (8, 8)) == []
+
+
+def cross(arm: int, centre: int) -> Sample:
+    """A plus sign of arms ``arm`` around site (centre, centre); features (u, v) = the site's offset
+    from the centre along y and x, so every moved site (even merged or filled in) says where it came from."""
+    d = np.arange(-arm, arm + 1)
+    zeros = np.zeros_like(d)
+    offsets = np.concatenate([np.stack([d, zeros], 1), np.stack([zeros[d != 0], d[d != 0]], 1)])
+    return Sample((offsets + centre).astype(np.int32), offsets.astype(np.float32), 0, "cross")
+
+
+def measured_map(name: str, seeds: range) -> tuple[np.ndarray, np.ndarray]:
+    """(A [S, 2, 2], t [S, 2]) of augmentation ``name`` (as training builds it), fitted by least squares to
+    where the cross's sites land: cell centre - cross centre = A · offset + t, one fit per seed."""
+    field, centre, arm = (96, 96), 48, 12
+    transform = field_transform(field, field, ("u", "v"), name)
+    sample = cross(arm, centre)
+    maps, shifts = [], []
+    for seed in seeds:
+        out = transform(sample, np.random.default_rng(seed))
+        design = np.concatenate([out.features.astype(np.float64), np.ones((len(out.coords), 1))], axis=1)
+        solution = np.linalg.lstsq(design, out.coords + 0.5 - (centre + 0.5), rcond=None)[0]  # [3, 2]
+        maps.append(solution[:2].T)
+        shifts.append(solution[2])
+    return np.array(maps), np.array(shifts)
+
+
+def test_affine_ranges_measured_on_a_cross():
+    """Translation up to ±8 cells (and really used), stretch 1 ± 0.15 per axis, shear along one
+    axis or rotation by up to ±0.2 — each of the three kinds drawn about a third of the time."""
+    maps, shifts = measured_map("affine", range(300))
+    tol = 0.03
+    assert np.abs(shifts).max() <= 8 + tol
+    assert np.abs(shifts).max() > 7 and 3 < np.abs(shifts).mean() < 5  # uniform on [-8, 8]: mean |t| = 4
+    assert (np.abs(shifts[:, 0] - shifts[:, 1]) > 1).mean() > 0.5  # the axes move independently
+    kinds, alphas, stretches = [], [], []
+    for a in maps:
+        if abs(a[1, 0]) < tol:  # shear of y along x: [[s0, α s1], [0, s1]]
+            kinds.append("shear-y")
+            alphas.append(a[0, 1] / a[1, 1])
+            stretches += [a[0, 0], a[1, 1]]
+        elif abs(a[0, 1]) < tol:  # shear of x along y: [[s0, 0], [α s0, s1]]
+            kinds.append("shear-x")
+            alphas.append(a[1, 0] / a[0, 0])
+            stretches += [a[0, 0], a[1, 1]]
+        else:  # rotation R(α) · diag(s0, s1)
+            kinds.append("rotation")
+            alpha = math.atan2(a[1, 0], a[0, 0])
+            s0, s1 = np.hypot(*a[:, 0]), np.hypot(*a[:, 1])
+            np.testing.assert_allclose(a, rotation(alpha) @ np.diag([s0, s1]), atol=tol)
+            alphas.append(alpha)
+            stretches += [s0, s1]
+    alphas, stretches = np.array(alphas), np.array(stretches)
+    assert np.abs(alphas).max() <= 0.2 + tol and alphas.max() > 0.17 and alphas.min() < -0.17
+    assert stretches.min() >= 0.85 - tol and stretches.max() <= 1.15 + tol
+    assert stretches.min() < 0.88 and stretches.max() > 1.12
+    counts = {kind: kinds.count(kind) for kind in ("shear-y", "shear-x", "rotation")}
+    assert min(counts.values()) > 0.2 * len(kinds), counts
+
+
+def test_shift_ranges_measured_on_a_cross():
+    """Whole-cell translations, each of -2..2 on each axis about a fifth of the time, nothing else."""
+    maps, shifts = measured_map("shift", range(300))
+    np.testing.assert_allclose(maps, np.broadcast_to(np.eye(2), maps.shape), atol=1e-9)
+    np.testing.assert_allclose(shifts, np.round(shifts), atol=1e-9)
+    for axis in range(2):
+        values, counts = np.unique(np.round(shifts[:, axis]), return_counts=True)
+        assert values.tolist() == [-2, -1, 0, 1, 2]
+        assert counts.min() > 0.12 * len(shifts), counts
+
+
+def test_no_augmentation_places_the_cross_unchanged():
+    maps, shifts = measured_map("none", range(3))
+    np.testing.assert_allclose(maps, np.broadcast_to(np.eye(2), maps.shape), atol=1e-9)
+    np.testing.assert_allclose(shifts, 0, atol=1e-9)
+
+
+def test_field_transform_places_non_square_fields_and_refuses_each_axis_that_does_not_fit():
+    transform = field_transform((7, 6), (12, 16), FEATURES)
+    assert transform.offset == (2, 5) and transform.directions == DIRECTIONS
+    placed = transform(stroke((0, 0), (0, 1), 3))
+    np.testing.assert_array_equal(placed.coords, [[2, 5], [2, 6], [2, 7]])
+    assert placed.coords.dtype == np.int32
+    message = "samples are on a 20x5 field but the network takes 12x30; preprocess with a field of at most 12x30"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        field_transform((20, 5), (12, 30), FEATURES)
+    with pytest.raises(ValueError, match=re.escape("samples are on a 5x40 field but the network takes 12x30")):
+        field_transform((5, 40), (12, 30), FEATURES)
+    with pytest.raises(ValueError, match=re.escape("unknown augmentation 'flip'; expected one of none, affine, shift")):
+        field_transform((5, 5), (12, 30), FEATURES, "flip")
+
+
+def test_field_transform_turns_the_direction_features_it_augments():
+    """Through ``field_transform(..., "affine")`` a horizontal stroke's (dy, dx) becomes the unit vector of
+    A (0, 1) for the A drawn from the same generator."""
+    sample = stroke((20, 14), (0, 1), 12)
+    transform = field_transform((48, 48), (48, 48), FEATURES, "affine")
+    for seed in range(10):
+        a, _ = RandomAffine().draw(np.random.default_rng(seed))
+        out = transform(sample, np.random.default_rng(seed))
+        want = a @ [0.0, 1.0] / np.linalg.norm(a @ [0.0, 1.0])
+        np.testing.assert_allclose(out.features[:, [1, 0]], np.broadcast_to(want, (len(out.coords), 2)), atol=1e-5)
+
+
+def test_a_batch_needs_one_generator_per_sample():
+    transform = field_transform((20, 20), (20, 20), FEATURES, "shift")
+    sample = stroke((5, 5), (0, 1), 3)
+    with pytest.raises(ValueError) as err:
+        transform.batch([sample, sample], [np.random.default_rng(0)])
+    assert str(err.value) == "augmentation needs one numpy Generator per sample; got 1 for 2 samples"
+
+
+def test_a_sample_one_cell_larger_than_the_field_is_cut_not_shifted():
+    """11 cells on a 10-cell field: the part inside stays where it is (the last cell is dropped)."""
+    x = np.arange(11)
+    sample = Sample(np.stack([np.full(11, 3), x], 1).astype(np.int32), x[:, None].astype(np.float32), 0, "long")
+    out = apply_affine(sample, np.eye(2), np.zeros(2), (10, 10))
+    np.testing.assert_array_equal(out.coords, [[3, x] for x in range(10)])
+    np.testing.assert_array_equal(out.features[:, 0], np.arange(10))  # the same sites, not moved by one
+
+
+def reference_affine(sample: Sample, a: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The module docstring's algorithm, site by site, for a sample that stays inside the field: (coords
+    [m, 2] in row-major order, features [m, C]). Site centres move through p -> A (p - c) + c + t; between
+    8-connected neighbours (a diagonal pair only where neither corner site exists) whose cells end up
+    ``steps`` > 1 apart, points at k / steps (k = 1 .. steps - 1) are added with interpolated features;
+    sites landing on one cell merge into the mean of their features."""
+    grid = sample.coords.astype(np.int64)
+    centre = (grid.min(0) + grid.max(0) + 1) / 2
+    moved = (grid + 0.5 - centre) @ a.T + centre + t
+    features = sample.features.astype(np.float64)
+    occupied = {tuple(p) for p in grid.tolist()}
+    points, values = list(moved), list(features)
+    for i, (y, x) in enumerate(grid.tolist()):
+        for j, (v, u) in enumerate(grid.tolist()):
+            dy, dx = v - y, u - x
+            if (dy, dx) not in ((0, 1), (1, 0), (1, 1), (1, -1)):
+                continue
+            if dy and dx and ((y, x + dx) in occupied or (y + dy, x) in occupied):
+                continue
+            steps = int(np.abs(np.floor(moved[i]) - np.floor(moved[j])).max())
+            for k in range(1, steps):
+                f = k / steps
+                points.append(moved[i] * (1 - f) + moved[j] * f)
+                values.append(features[i] * (1 - f) + features[j] * f)
+    groups: dict[tuple[int, int], list[np.ndarray]] = {}
+    for cell, value in zip(np.floor(points).astype(np.int64).tolist(), values):
+        groups.setdefault(tuple(cell), []).append(value)
+    cells = sorted(groups)
+    return np.array(cells), np.array([np.mean(groups[c], axis=0) for c in cells])
+
+
+def blob(rng: np.random.Generator, name: str) -> Sample:
+    """About a third of the cells of a random box up to 9x9 somewhere in a 20x20 corner, in random order,
+    2 random features."""
+    h, w = rng.integers(2, 10, size=2)
+    cells = rng.permutation(np.argwhere(rng.random((h, w)) < 0.35))
+    if not len(cells):
+        cells = np.array([[0, 0]])
+    coords = (cells + rng.integers(0, 10, size=2)).astype(np.int32)
+    return Sample(coords, rng.normal(size=(len(cells), 2)).astype(np.float32), 0, name)
+
+
+def test_moves_fills_and_merges_as_the_reference_does():
+    """Random blobs, enlarged (up to 2.6x), turned and shifted, one by one and as one batch."""
+    rng = np.random.default_rng(11)
+    samples, maps, shifts = [], [], []
+    for i in range(24):
+        samples.append(blob(rng, f"blob{i}"))
+        scale = rng.uniform(0.4, 2.6, size=2)
+        maps.append(rotation(rng.uniform(-0.8, 0.8)) @ np.diag(scale))
+        shifts.append(rng.uniform(-3, 3, size=2) + 20)
+    results = apply_affine_batch(samples, np.array(maps), np.array(shifts), (96, 96))
+    for sample, a, t, out in zip(samples, maps, shifts, results):
+        coords, features = reference_affine(sample, a, t)
+        np.testing.assert_array_equal(out.coords, coords, err_msg=sample.sample_id)
+        np.testing.assert_allclose(out.features, features, rtol=1e-5, atol=1e-5, err_msg=sample.sample_id)
+        alone = apply_affine(sample, a, t, (96, 96))
+        np.testing.assert_array_equal(alone.coords, coords)
+
+
+def line(y: int, x: int, length: int, name: str) -> Sample:
+    """A horizontal run of sites with feature = its x."""
+    xs = np.arange(x, x + length)
+    return Sample(np.stack([np.full(length, y), xs], 1).astype(np.int32), xs[:, None].astype(np.float32), 0, name)
+
+
+def test_a_batch_on_a_wide_field_cuts_what_is_taller_than_the_field():
+    """Field 7x30: four-row blocks stretched 3x vertically (10 rows) keep the rows inside, unshifted;
+    a sample that fits is shifted back inside; results equal the reference cut to the field."""
+    block = Sample(
+        np.array([(y, x) for y in (2, 3, 4, 5) for x in range(5, 17)], np.int32),
+        np.arange(48, dtype=np.float32)[:, None],
+        0,
+        "block",
+    )
+    a = np.array([[[3.0, 0], [0, 1]], [[3.0, 0], [0, 1]], [[1.0, 0], [0, 1]]])
+    t = np.array([[0.0, 0], [0, 10], [0, 20]])  # the last one (12 wide) leaves the field at x = 37
+    out = apply_affine_batch([block, block, line(3, 5, 12, "fits")], a, t, (7, 30))
+    for sample, result, a_b, t_b in zip([block, block], out, a, t):
+        coords, features = reference_affine(sample, a_b, t_b)
+        keep = (coords[:, 0] >= 0) & (coords[:, 0] < 7) & (coords[:, 1] >= 0) & (coords[:, 1] < 30)
+        assert not keep.all()  # rows above and below the field are cut
+        np.testing.assert_array_equal(result.coords, coords[keep])
+        np.testing.assert_allclose(result.features, features[keep], rtol=1e-6)
+    np.testing.assert_array_equal(out[2].coords, [[3, x] for x in range(18, 30)])
+
+
+def test_batch_errors_name_the_sample_and_the_field():
+    empty = Sample(np.zeros((0, 2), np.int32), np.zeros((0, 1), np.float32), 0, "e1")
+    samples = [line(1, 1, 1, "g0"), empty, line(2, 2, 1, "g1"), replace(empty, sample_id="e2")]
+    with pytest.raises(ValueError) as err:
+        apply_affine_batch(samples, np.stack([np.eye(2)] * 4), np.zeros((4, 2)), (7, 30))
+    assert str(err.value) == "sample 'e1' has no sites"
+    far = Sample(np.array([[0, 3], [40, 3]], np.int32), np.ones((2, 1), np.float32), 0, "far")
+    with pytest.raises(ValueError) as err:
+        apply_affine(far, 1.5 * np.eye(2), np.zeros(2), (7, 30))
+    assert str(err.value) == "sample 'far': no site left inside the field 7x30"
+
+
+def test_a_direction_of_length_zero_stays_zero_when_turned():
+    sample = Sample(np.array([[5, 5], [5, 6]], np.int32), np.array([[0, 0, 1], [1, 0, 1]], np.float32), 0, "dot")
+    out = apply_affine(sample, rotation(0.3), np.zeros(2), (20, 20), DIRECTIONS)
+    assert np.isfinite(out.features).all()
+    dot = [f for c, f in zip(out.coords.tolist(), out.features) if f[0] ** 2 + f[1] ** 2 < 0.5]
+    assert dot and all(abs(f[0]) < 1e-6 and abs(f[1]) < 1e-6 for f in dot)
+
+
+def test_single_letters_are_not_a_direction_pair():
+    assert direction_pairs(("y", "x", "ink")) == ()
+    assert direction_pairs(("penx", "peny")) == ((1, 0),)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from click.testing import CliRunner
 
 from sparsenet.cli import main
@@ -25,6 +27,7 @@ def _numbers(value):
         yield value
 
 
+@pytest.mark.slow
 def test_quick_bench_runs_every_case(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     result = CliRunner().invoke(main, ["bench", "--quick", "--threads", "1", "--out", str(out)])

@@ -1,4 +1,7 @@
-"""sparsenet.config: validation of TrainConfig and config files, as ConfigError (still a ValueError)."""
+"""sparsenet.config: each TrainConfig field's bad value is refused naming the field, what it must be and the
+value (ConfigError, still a ValueError); config files."""
+
+from __future__ import annotations
 
 import json
 import math
@@ -7,6 +10,64 @@ import pytest
 
 from sparsenet.config import TrainConfig, from_file
 from sparsenet.errors import ConfigError
+
+BAD = [
+    ("epochs", 0, "at least 1"),
+    ("batch_size", 0, "at least 1"),
+    ("eval_batch_size", -3, "at least 1"),
+    ("lr", 0.0, "positive"),
+    ("lr", -0.1, "positive"),
+    ("lr_decay", -0.01, "zero or positive"),
+    ("momentum", 1.0, "in [0, 1)"),
+    ("momentum", -0.1, "in [0, 1)"),
+    ("weight_decay", -1e-4, "zero or positive"),
+    ("loader_workers", -1, "zero or positive"),
+    ("optimizer", "rmsprop", "one of sgd, adam"),
+    ("lr_schedule", "step", "one of constant, exp, cosine"),
+    ("device", "tpu", "one of auto, cpu, cuda"),
+    ("augment", "mirror", "one of none, affine, shift"),
+    ("model_kwargs", [1, 2], "a JSON object"),
+    ("sync_batchnorm", "yes", "true or false"),
+    ("procs", 0, '"auto" or at least 1'),
+    ("procs", "many", '"auto" or at least 1'),
+    ("procs", 2.0, '"auto" or at least 1'),
+]
+
+
+@pytest.mark.parametrize("name,value,expected", BAD, ids=[f"{n}={v!r}" for n, v, _ in BAD])
+def test_a_bad_value_names_its_field(name, value, expected):
+    message = f"config field {name} must be {expected}, got {value!r}"
+    with pytest.raises(ValueError) as err:
+        TrainConfig(data="d", out="o", model="m", **{name: value})
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [("epochs", 1), ("lr_decay", 0.0), ("momentum", 0.0), ("weight_decay", 0.0), ("loader_workers", 0), ("procs", 1)],
+)
+def test_the_boundary_values_are_accepted(name, value):
+    assert getattr(TrainConfig(data="d", out="o", model="m", **{name: value}), name) == value
+
+
+def test_unknown_and_missing_keys_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown config key\\(s\\) epoch, lr_rate; valid keys: .*epochs"):
+        TrainConfig.from_dict({"data": "d", "out": "o", "model": "m", "epoch": 3, "lr_rate": 1})
+    with pytest.raises(ValueError, match="incomplete config: .*model"):
+        TrainConfig.from_dict({"data": "d", "out": "o"})
+    path = tmp_path / "config.json"
+    path.write_text('{"config": {"data": "d", "out": "o", "model": "m", "lr": -1}}')
+    with pytest.raises(ValueError, match=f"^{path}: config field lr must be positive, got -1$"):
+        from_file(path)
+
+
+def test_json_round_trip_is_exact():
+    config = TrainConfig(data="d", out="o", model="m", model_kwargs={"l": 3}, lr=0.25, procs=2, augment="shift")
+    assert TrainConfig.from_json(config.to_json()) == config
+    assert config.replace(epochs=7).epochs == 7
+    with pytest.raises(ValueError, match="config field epochs"):
+        config.replace(epochs=0)
+
 
 BASE = {"data": "data/x", "out": "runs/x", "model": "deepcnet"}
 

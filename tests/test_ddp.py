@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from synthetic import write_digit_shards
 
 from sparsenet import checkpoint as ckpt_io
 from sparsenet import distributed
 from sparsenet import runs as run_files
 from sparsenet import train as training
+from sparsenet.cli import main
 from sparsenet.config import TrainConfig
-from sparsenet.errors import RunError
+from sparsenet.errors import RunError, SparsenetError
 
 # VGG-C (BatchNorm everywhere) on 12x12 digits placed in its 63x63 field; a batch of 13 splits 6 + 7.
 # Few steps: BatchNorm over a handful of samples amplifies float rounding from step to step.
@@ -69,10 +71,12 @@ def assert_identical_ranks(run: Path) -> None:
     assert all(torch.equal(saved[key], rank0[key]) for key in rank0)
 
 
+@pytest.mark.slow
 def test_ranks_hold_identical_parameters(runs):
     assert_identical_ranks(runs[0])
 
 
+@pytest.mark.slow
 def test_ranks_with_local_batchnorm_hold_identical_parameters_and_statistics(local_bn_run):
     """Each rank normalises with its own share's statistics; the running statistics are averaged
     over ranks at the end of every epoch, so the ranks (and the checkpoint) still agree exactly."""
@@ -82,6 +86,7 @@ def test_ranks_with_local_batchnorm_hold_identical_parameters_and_statistics(loc
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_are_averaged_over_ranks_not_copied_from_one(tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", str(Path(__file__).parent))
@@ -101,6 +106,7 @@ def assert_close_runs(a: ckpt_io.Checkpoint, b: ckpt_io.Checkpoint) -> None:
             assert row_b[key] == pytest.approx(row_a[key], rel=1e-4, abs=1e-6), (row_a["epoch"], key)
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_process_with_the_same_global_batch(runs):
     ddp, single = runs
     two, one = ckpt_io.load(ddp / "checkpoint.pt"), ckpt_io.load(single / "checkpoint.pt")
@@ -109,6 +115,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(runs):
     assert_close_runs(one, two)
 
 
+@pytest.mark.slow
 def test_a_two_rank_run_resumes_in_one_process(runs):
     ddp, single = runs
     training.resume(ddp, epochs=3, procs=1)
@@ -161,6 +168,7 @@ def wait_for_an_epoch(process: subprocess.Popen, run: Path) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_rank_and_leaves_a_resumable_run(tmp_path):
     data = write_digit_shards(tmp_path / "data")
     run = tmp_path / "run"
@@ -301,3 +309,84 @@ def test_a_rank_failure_reaches_the_user_as_one_line(tmp_path):
     assert "Traceback" not in result.stderr and f"full log: {run / 'logs'}/rank-" in result.stderr
     assert any("Traceback" in run_files.rank_log(run, r).read_text() for r in (0, 1))
     assert ckpt_io.load(run / "checkpoint.pt").epoch == 0  # the run can be resumed (with the same lr, to no avail)
+
+
+@pytest.mark.slow
+def test_a_rank_that_crashes_stops_the_others_with_one_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # for ddp_rank
+    start = time.monotonic()
+    with pytest.raises(Exception, match="rank 1") as failure:
+        distributed.spawn("ddp_rank:crash", 2, str(tmp_path), log=partial(run_files.rank_log, tmp_path))
+    assert time.monotonic() - start < 60
+    assert isinstance(failure.value, (RuntimeError, SparsenetError)) and "\n" not in str(failure.value)
+    pid = int((tmp_path / "rank0.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # rank 0, blocked in a collective, was stopped and reaped
+
+
+@pytest.mark.slow
+def test_a_crashed_rank_is_one_error_line_from_the_cli(data, tmp_path, monkeypatch):
+    """Rank 1 dies as it starts (a sitecustomize on its PYTHONPATH exits for RANK=1): `sparsenet train
+    --procs 2` ends with one `Error: ...` line, not a traceback."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(
+        'import os\nif os.environ.get("RANK") == "1":\n    os._exit(3)\n'
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--model", "deepcnet"]
+    args += ["--model-arg", "l=2", "--model-arg", "k=4", "--batch-size", "8", "--procs", "2", "--epochs", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert result.output.startswith("Error: ") and "rank 1" in result.output and result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "device,cores,gpus,batch,expected",
+    [
+        ("cpu", 4, 0, 100, 4),  # one per core
+        ("cpu", 8, 0, 40, 2),  # no more than leave 16 samples each
+        ("cpu", 2, 0, 32, 2),
+        ("cpu", 2, 0, 31, 1),
+        ("cpu", 1, 0, 100, 1),
+        ("cuda", 16, 3, 100, 3),  # one per GPU
+        ("cuda", 16, 0, 100, 1),
+    ],
+)
+def test_auto_procs_follows_cores_gpus_and_batch_size(monkeypatch, device, cores, gpus, batch, expected):
+    monkeypatch.setattr(distributed, "usable_cores", lambda: cores)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert distributed.resolve_procs("auto", torch.device(device), batch) == expected
+    assert distributed.resolve_procs(3, torch.device(device), batch) == 3
+
+
+def test_auto_starts_two_processes_where_two_cores_and_the_batch_allow(data, tmp_path, monkeypatch):
+    """`--procs auto` on two usable cores with a batch of 32: the run is spawned in 2 ranks, recorded as 2."""
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 2)
+    started = []
+    monkeypatch.setattr(
+        distributed, "spawn", lambda target, world, payload, **_: started.append((target, world, payload))
+    )
+    config = TrainConfig.from_dict(
+        dict(CONFIG, data=str(data), out=str(tmp_path / "run"), procs="auto", batch_size=32, device="cpu")
+    )
+    training.train(config)
+    [(target, world, payload)] = started
+    assert (target, world) == ("sparsenet.train:run_rank", 2)
+    assert json.loads(payload)["config"]["procs"] == 2
+
+
+@pytest.mark.slow
+def test_synced_batchnorm_normalises_with_the_statistics_of_the_global_batch(tmp_path, monkeypatch):
+    """Two ranks holding 2 and 3 rows: outputs use the mean and biased variance of all 5 rows; the running
+    variance moves towards their unbiased variance (as torch's BatchNorm on one process)."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # for ddp_rank
+    distributed.spawn("ddp_rank:synced", 2, str(tmp_path), log=partial(run_files.rank_log, tmp_path))
+    rows = torch.tensor([[0.0, 1.0, 4.0], [2.0, -1.0, 3.0], [5.0, 5.0, -2.0]])
+    parts = [rows[:2], 2 * rows]
+    union = torch.cat(parts)
+    mean, biased, unbiased = union.mean(0), union.var(0, unbiased=False), union.var(0, unbiased=True)
+    for r, part in enumerate(parts):
+        state = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
+        torch.testing.assert_close(state["out"], (part - mean) / torch.sqrt(biased + 1e-5))
+        torch.testing.assert_close(state["running_mean"], 0.5 * mean)
+        torch.testing.assert_close(state["running_var"], 0.5 + 0.5 * unbiased)

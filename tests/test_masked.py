@@ -140,3 +140,24 @@ def test_overwrite_keeps_foreign_files(mnist_dir, tmp_path):
     result = masked.convert(mnist_dir, tmp_path / "out", dataset="mnist", sparsity=0.9, overwrite=True)
     assert result["kept"] == ["test/notes.md"] and (tmp_path / "out" / "test" / "notes.md").read_text() == "mine"
     assert ShardReader(tmp_path / "out" / "test").meta.params["sparsity"] == 0.9
+
+
+def test_caltech_features_are_imagenet_normalised(tmp_path):
+    """Solid-colour images: every site's features are (value / 255 - mean) / std per channel (R, G, B),
+    with the ImageNet mean and std written out here."""
+    from PIL import Image
+
+    colours = {"blue": (10, 60, 240), "red": (230, 20, 40), "white": (250, 250, 250)}
+    root = tmp_path / "caltech" / "101_ObjectCategories"
+    for category, colour in colours.items():
+        (root / category).mkdir(parents=True)
+        for i in range(1, 11):
+            Image.new("RGB", (30 + 7 * i, 40), colour).save(root / category / f"image_{i:04d}.jpg", quality=100)
+    masked.convert(root.parent, tmp_path / "out", dataset="caltech101", sparsity=0.25, size=8)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    reader = ShardReader(tmp_path / "out" / "train")
+    assert reader.meta.class_names == ("blue", "red", "white")
+    for sample in reader:
+        want = (np.array(colours[reader.meta.class_names[sample.label]]) / 255 - mean) / std
+        assert len(sample.coords) == 48  # 64 pixels, a quarter dropped
+        np.testing.assert_allclose(sample.features, np.broadcast_to(want, sample.features.shape), atol=0.04)

@@ -163,3 +163,37 @@ def test_image_sizes_must_agree_and_be_non_empty(mnist_dir, idx_bytes, shape, pr
     (mnist_dir / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.ones(shape, np.uint8))))
     with pytest.raises(RawDataError, match=f"t10k-images-idx3-ubyte.gz: {problem}"):
         mnist.load(mnist_dir)
+
+
+def test_pixel_layout_of_a_known_asymmetric_pattern(tmp_path, idx_bytes):
+    """Non-square 28x24 images with a few marked pixels: each lands at (y + offset y, x + offset x)
+    with value / 255, in the order and with the labels written (a transposed or mirrored reader fails)."""
+    marks = {  # image -> {(y, x): value}
+        0: {(2, 20): 200, (25, 3): 50, (0, 0): 1},
+        1: {(27, 23): 255, (5, 6): 17},
+        2: {(14, 1): 99},
+    }
+    images = np.zeros((3, 28, 24), np.uint8)
+    for i, pixels in marks.items():
+        for (y, x), value in pixels.items():
+            images[i, y, x] = value
+    labels = np.array([7, 0, 3], np.uint8)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for prefix in ("train", "t10k"):
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(idx_bytes(images))
+        (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    decoded = mnist.read_idx(idx_bytes(images), "images", ndim=3)
+    assert decoded.shape == (3, 28, 24) and decoded[0, 2, 20] == 200 and decoded[0, 20, 2] == 0
+    mnist.convert(raw, tmp_path / "out", field=40)
+    offset = ((40 - 28) // 2, (40 - 24) // 2)  # (6, 8)
+    for split in ("train", "test"):
+        reader = ShardReader(tmp_path / "out" / split)
+        assert reader.meta.spatial_shape == (40, 40)
+        for i, pixels in marks.items():
+            sample = reader[i]
+            assert sample.label == labels[i]
+            found = {(int(y), int(x)): float(f[0]) for (y, x), f in zip(sample.coords, sample.features)}
+            want = {(y + offset[0], x + offset[1]): v / 255 for (y, x), v in pixels.items()}
+            assert found.keys() == want.keys(), (split, i)
+            assert all(found[k] == pytest.approx(want[k], abs=1e-7) for k in want)

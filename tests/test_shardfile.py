@@ -217,3 +217,146 @@ def test_read_meta_wraps_unreadable_attributes(tmp_path):
         f.attrs["spatial_shape"] = np.array([2**40, 4])
     with h5py.File(path, "r") as f, pytest.raises(ShardError, match="spatial_shape"):
         read_meta(f, path)
+
+
+PLAIN = ShardMeta((4, 4), 3, ("a", "b"))  # no optional attributes
+
+
+CHECKS = [
+    (np.zeros((1, 2, 2), np.int32), np.zeros((1, 2)), "coords must have shape [n, 2], got [1, 2, 2]"),
+    (np.zeros((3, 3), np.int32), np.zeros((3, 2)), "coords must have shape [n, 2], got [3, 3]"),
+    (np.zeros((1, 2), np.float32), np.zeros((1, 2)), "coords must be integers, got float32"),
+    (np.zeros((1, 2), np.int32), np.zeros((1, 2, 2)), "features must have shape [n, 2] (a, b), got [1, 2, 2]"),
+    (np.zeros((1, 2), np.int32), np.zeros((1, 3)), "features must have shape [n, 2] (a, b), got [1, 3]"),
+    (np.zeros((1, 2), np.int32), np.zeros((3, 2)), "1 coords but 3 feature rows"),
+    (np.zeros((0, 2), np.int32), np.zeros((0, 2)), "a sample needs at least one site"),
+    (np.array([[1, 1], [2, 0]]), np.zeros((2, 2)), "coordinates outside the field 8x2: y in [1, 2], x in [0, 1]"),
+    (np.array([[1, 0], [7, 2]]), np.zeros((2, 2)), "coordinates outside the field 8x2: y in [1, 7], x in [0, 2]"),
+    (np.array([[8, 0], [3, 1]]), np.zeros((2, 2)), "coordinates outside the field 8x2: y in [3, 8], x in [0, 1]"),
+    (np.array([[5, 1], [5, 1]]), np.zeros((2, 2)), "the same site appears twice (merge duplicate sites before "),
+    (np.array([[0, 0], [1, 1]]), np.array([[0, np.inf], [0, 0]]), "features contain NaN or infinity"),
+]
+
+
+@pytest.mark.parametrize("coords,features,message", CHECKS, ids=[m[:30] for *_, m in CHECKS])
+def test_check_sample_says_exactly_what_is_wrong(coords, features, message):
+    from sparsenet.shardfile import check_sample
+
+    meta = ShardMeta((8, 2), 3, ("a", "b"))
+    if "outside the field 8x2: y in [1, 2]" in message:
+        meta = ShardMeta((8, 1), 3, ("a", "b"))
+        message = message.replace("8x2", "8x1")
+    with pytest.raises(ValueError) as err:
+        check_sample(meta, coords, features, 0)
+    assert str(err.value).startswith(message)
+
+
+def test_sites_of_a_tall_field_are_told_apart():
+    """(2, 0) and (0, 1) on an 8x2 field are different sites, and (7, 1) is inside."""
+    from sparsenet.shardfile import check_sample
+
+    check_sample(ShardMeta((8, 2), 3, ("a", "b")), np.array([[2, 0], [0, 1], [7, 1]]), np.zeros((3, 2)), 2)
+
+
+def _replace(name: str, value: np.ndarray):
+    def damage(path):
+        with h5py.File(path, "r+") as f:
+            del f[name]
+            f.create_dataset(name, data=value)
+
+    return damage
+
+
+def _delete(name: str, attribute: bool = False):
+    def damage(path):
+        with h5py.File(path, "r+") as f:
+            del (f.attrs if attribute else f)[name]
+
+    return damage
+
+
+ARRAY_PROBLEMS = [
+    (_delete("features"), "dataset 'features' is missing"),
+    (_delete("offsets"), "dataset 'offsets' is missing"),
+    (_replace("coords", np.zeros((3, 2), np.float32)), "dataset 'coords' is float32[3, 2], expected int32 with 2 dims"),
+    (_replace("offsets", np.zeros((3, 1), np.int64)), "dataset 'offsets' is int64[3, 1], expected int64 with 1 dims"),
+    (_replace("labels", np.zeros(2, np.int32)), "dataset 'labels' is int32[2], expected int64 with 1 dims"),
+    (_replace("coords", np.zeros((3, 3), np.int32)), "coords has 3 columns, expected 2"),
+    (_replace("features", np.zeros((3, 3), np.float32)), "features is [3, 3], expected [3, 2]"),
+    (_replace("features", np.zeros((2, 2), np.float32)), "features is [2, 2], expected [3, 2]"),
+    (_replace("offsets", np.array([0, 3], np.int64)), "offsets has 2 entries for 2 labels, expected 3"),
+    (_replace("offsets", np.array([1, 2, 3], np.int64)), "offsets must run from 0 to 3"),
+    (_replace("offsets", np.array([0, 1, 2], np.int64)), "offsets must run from 0 to 3"),
+    (_replace("offsets", np.array([0, 3, 3], np.int64)), "offsets are not strictly increasing (an empty or negative"),
+    (_replace("labels", np.array([0, 3], np.int64)), "labels outside 0..2"),
+    (_replace("labels", np.array([-1, 0], np.int64)), "labels outside 0..2"),
+    (_replace("coords", np.array([[0, 0], [0, 4], [3, 3]], np.int32)), "coords outside the field (4, 4)"),
+    (_replace("coords", np.array([[0, 0], [4, 0], [3, 3]], np.int32)), "coords outside the field (4, 4)"),
+    (_replace("coords", np.array([[0, 0], [0, -1], [3, 3]], np.int32)), "coords outside the field (4, 4)"),
+    (_replace("features", np.array([[1, 1], [1, np.inf], [1, 1]], np.float32)), "features contain NaN or infinity"),
+    (_bump_feature, "content checksum mismatch: the file was modified or is corrupt"),
+    (_delete("format", True), "not a sparsenet shard (attribute format=None, expected 'sparsenet.shard')"),
+    (
+        lambda p: _set_attr(p, "format", "anndata"),
+        "not a sparsenet shard (attribute format='anndata', expected 'sparsenet.shard')",
+    ),
+    (
+        _delete("version", True),
+        "shard format version -1; this sparsenet reads version 1. Re-run `sparsenet preprocess` to rebuild the shards.",
+    ),
+    (_delete("spatial_shape", True), "bad root attributes ("),
+    (_delete("num_classes", True), "bad root attributes ("),
+    (_delete("feature_names", True), "bad root attributes ("),
+]
+
+
+@pytest.mark.parametrize(
+    "damage,message", ARRAY_PROBLEMS, ids=[f"{i}-{m[:24]}" for i, (_, m) in enumerate(ARRAY_PROBLEMS)]
+)
+def test_validation_messages_in_full(tmp_path, damage, message):
+    path = tmp_path / "shard-00000.h5"
+    write_shard(path, PLAIN, _arrays(), ["x", "y"])
+    damage(path)
+    with pytest.raises(ShardError) as err:
+        validate_file(path)
+    assert str(err.value).startswith(f"{path}: {message}")
+
+
+def test_optional_attributes_and_the_checksum_may_be_absent(tmp_path):
+    path = tmp_path / "shard-00000.h5"
+    meta = ShardMeta((4, 4), 3, ("a", "b"), ("x", "y", "z"), "src", "mnist", {"k": 2}, "mnist")
+    write_shard(path, meta, _arrays(), ["x", "y"])
+    assert validate_file(path)[0] == meta and validate_file(path)[0].params == {"k": 2}
+    for name in ("class_names", "source", "params", "content_sha256"):
+        _delete(name, True)(path)
+    _bump_feature(path)  # without a stored checksum nothing can tell
+    found = validate_file(path)[0]
+    assert (found.class_names, found.source, found.params, found.dataset) == ((), "", {}, "mnist")
+    assert validate_file(path)[1] == 2
+
+
+def test_dataset_and_converter_names_old_and_new(tmp_path):
+    """The ``dataset`` attribute wins; without it (shards written before it) the dataset follows from
+    the converter; without either both are empty. Names stored as bytes read as text."""
+    path = tmp_path / "shard-00000.h5"
+    write_shard(path, ShardMeta((4, 4), 3, ("a", "b"), (), "", "mnist", {}, "special"), _arrays(), ["x", "y"])
+    assert (validate_file(path)[0].converter, validate_file(path)[0].dataset) == ("mnist", "special")
+    _delete("dataset", True)(path)
+    assert (validate_file(path)[0].converter, validate_file(path)[0].dataset) == ("mnist", "mnist")
+    _delete("converter", True)(path)
+    assert (validate_file(path)[0].converter, validate_file(path)[0].dataset) == ("", "")
+    _set_attr(path, "feature_names", np.array([b"a", b"b"], dtype="S1"))
+    assert validate_file(path)[0].feature_names == ("a", "b")
+
+
+def test_a_dataset_that_cannot_be_decompressed_is_named(tmp_path):
+    path = tmp_path / "shard-00000.h5"
+    write_shard(path, PLAIN, _arrays(), ["x", "y"])
+    with h5py.File(path, "r") as f:
+        chunk = f["features"].id.get_chunk_info(0)
+    with open(path, "r+b") as f:
+        f.seek(chunk.byte_offset)
+        f.write(b"\xff" * chunk.size)
+    with pytest.raises(ShardError) as err:
+        validate_file(path)
+    assert str(err.value).startswith(f"{path}: dataset 'features' cannot be read (")

@@ -252,3 +252,14 @@ def test_the_data_api_is_exported_from_the_package_top_without_importing_torch()
     )
     env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_reader_of_several_folders_indexes_and_bounds(tmp_path, make_split):
+    a, b = make_split("a", samples=3, per_shard=2), make_split("b", samples=4, per_shard=4)
+    reader = ShardReader([a, b])
+    assert len(reader) == 7 and [s.sample_id for s in reader] == ["s0", "s1", "s2", "s0", "s1", "s2", "s3"]
+    assert reader[-7].sample_id == "s0" and reader[-1].sample_id == "s3"
+    for index in (7, -8):
+        with pytest.raises(IndexError) as err:
+            reader[index]
+        assert str(err.value) == f"sample {index} out of range for 7 samples"

@@ -25,7 +25,7 @@ from sparsenet.evaluate import evaluate
 from sparsenet.pipeline import inputs, load_network
 from sparsenet.predict import predict
 from sparsenet.runs import RunLock
-from sparsenet.shards import ShardError, ShardReader
+from sparsenet.shards import ShardError, ShardMeta, ShardReader, ShardWriter
 
 EPOCHS = 3
 # DeepCNet(2, 8) on a 12x12 field, with dropout so that resuming must also restore torch's RNG stream.
@@ -393,3 +393,44 @@ def test_a_data_folder_name_that_is_not_utf8_is_shown(tmp_path):
     result = evaluate(run, data, confusion_png=tmp_path / "confusion.png")
     assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert result["data"] == str(data / "test")
+
+
+def write_split(folder, *, classes=("a", "b", "c"), features=("intensity",), shape=(12, 12)) -> None:
+    """Six one-site samples with the given class names, feature names and field."""
+    meta = ShardMeta(shape, len(classes), features, classes, "synthetic", "mnist", {}, "mnist")
+    with ShardWriter(folder, meta) as writer:
+        for i in range(6):
+            writer.add(np.array([[i, i]]), np.ones((1, len(features))), i % len(classes), f"s{i}")
+
+
+@pytest.mark.parametrize(
+    "test_split",
+    [
+        dict(classes=("a", "b", "d")),
+        dict(classes=("b", "a", "c")),
+        dict(classes=("a", "b", "c", "d")),
+        dict(features=("red",)),
+        dict(features=("intensity", "mask")),
+        dict(shape=(12, 14)),
+    ],
+    ids=["class-name", "class-order", "class-count", "feature-name", "feature-count", "field"],
+)
+def test_a_test_split_that_does_not_match_the_training_split_is_refused(tmp_path, test_split):
+    write_split(tmp_path / "data" / "train")
+    write_split(tmp_path / "data" / "test", **test_split)
+    with pytest.raises(ShardError, match="test/shard-00000.h5: does not match .*train/shard-00000.h5"):
+        training.train(config(tmp_path / "data", tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.cuda
+def test_a_short_training_run_on_the_gpu(tmp_path):
+    """One epoch of DeepCNet(2, 8) on the GPU (spconv's CUDA kernels): finite losses, a checkpoint whose
+    weights evaluate on the CPU as they did on the GPU."""
+    data = write_digit_shards(tmp_path / "digits", train=24, test=12)
+    run = training.train(config(data, tmp_path / "run", epochs=1, device="cuda", augment="shift"))
+    [row] = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])
+    on_cpu = evaluate(run / "checkpoint.pt", device="cpu", plot=False)
+    assert on_cpu["top1_error"] == pytest.approx(row["test_error"], abs=1.5 / 12)  # a borderline sample may flip
+    assert on_cpu["loss"] == pytest.approx(row["test_loss"], rel=1e-3)

@@ -179,6 +179,7 @@ def test_make_preprocess_builds_the_shards_of_every_shipped_model():
         assert shlex.join(preprocess_command(entry["dataset"], Path(entry["data"]))) in dry_run, entry
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("entry", SHIPPED, ids=[e["file"] for e in SHIPPED])
 def test_shipped_model_reproduces_its_test_error(entry, raw_data, tmp_path):
     shards = rebuilt_shards(entry, raw_data, tmp_path, [entry["file"]])
@@ -186,6 +187,7 @@ def test_shipped_model_reproduces_its_test_error(entry, raw_data, tmp_path):
     assert shlex.split(entry["command"])[:2] == ["sparsenet", "train"]
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("entry", ENSEMBLES, ids=[e["name"] for e in ENSEMBLES])
 def test_shipped_ensemble_reproduces_its_test_error(entry, raw_data, tmp_path):
     shards = rebuilt_shards(entry, raw_data, tmp_path, entry["files"])
@@ -199,6 +201,7 @@ def shipped(dataset: str) -> dict:
     return entry
 
 
+@pytest.mark.realdata
 def test_shipped_assamese_model_predicts_raw_stroke_files(raw_data, tmp_path):
     """`sparsenet predict` out of the box: test writer 40's raw files, classes named as the shards name them."""
     from sparsenet.sources import iter_members

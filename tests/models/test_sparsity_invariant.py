@@ -3,6 +3,9 @@ reference, and the masked-MNIST / Caltech-101 networks."""
 
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -64,6 +67,16 @@ def test_the_normaliser_is_not_a_parameter() -> None:
     assert set(layer.state_dict()) == {"weight", "bias"}
     sparse = SparseSparsityInvariantConv2d(3, 5, 3)
     assert sum(p.numel() for p in sparse.parameters()) == 5 * 3 * 9 + 5
+    assert set(sparse.state_dict()) == {"conv.conv.weight", "bias"}  # the ones kernel is not saved
+
+
+def test_weights_start_as_a_plain_convolutions_do() -> None:
+    """Uniform in ±1/sqrt(fan in) (nn.Conv2d's default, as the ConvNet twins get), biases zero."""
+    layer = SparsityInvariantConv2d(3, 16, 11, 2)
+    bound = 1 / math.sqrt(3 * 11 * 11)
+    assert 0.97 * bound < layer.weight.abs().max().item() <= bound
+    assert not layer.bias.any()
+    assert repr(layer) == "SparsityInvariantConv2d(3, 16, kernel_size=11, stride=2, eps=1e-08)"
 
 
 def test_bad_shapes_are_refused() -> None:
@@ -71,6 +84,9 @@ def test_bad_shapes_are_refused() -> None:
         SparsityInvariantConv2d(1, 1, 2)
     with pytest.raises(ValueError, match=r"\[B, 1, H, W\]"):
         SparsityInvariantConv2d(2, 1, 3)(torch.zeros(1, 2, 5, 5), torch.zeros(1, 2, 5, 5))
+    message = re.escape("mask must be [B, 1, H, W] = [2, 1, 7, 7] for x [2, 3, 7, 7]; got [2, 1, 7, 6]")
+    with pytest.raises(ValueError, match=message):
+        SparsityInvariantConv2d(3, 4, 3)(torch.zeros(2, 3, 7, 7), torch.zeros(2, 1, 7, 6))
     with pytest.raises(ValueError, match="stride must be 1"):
         SparseSparsityInvariantConv2d(1, 1, 3, 2, submanifold=True)
 
@@ -144,3 +160,35 @@ def test_dense_mask_net_needs_its_mask(sample) -> None:
         models.build("convnet-mnist")(s.dense, s.mask)
     with pytest.raises(ValueError, match="divisible by 16"):
         models.build("sinet-caltech", image_size=100)
+
+
+@pytest.mark.parametrize(
+    "name,convs,pool,norm,head",
+    [
+        ("sinet-mnist", [(1, 16, 5), (16, 1, 1)], False, False, [("fc", 784, 100), ("relu",), ("fc", 100, 10)]),
+        (
+            "sinet-caltech",
+            [(3, 16, 11), (16, 16, 7), (16, 16, 5), (16, 16, 3)],
+            True,
+            True,
+            [("fc", 3136, 512), ("relu",), ("dropout", 0.2), ("fc", 512, 256), ("relu",), ("fc", 256, 101)],
+        ),
+    ],
+)
+def test_the_networks_have_the_seeds_layers(name: str, convs: list, pool: bool, norm: bool, head: list) -> None:
+    """The layers of the module docstring (the seed reproduction's Figures 4-5), written out here."""
+    net = models.build(name)
+    found = [(c.weight.shape[1], c.weight.shape[0], c.weight.shape[-1]) for c in net.convs]
+    assert found == convs and all(isinstance(c, SparsityInvariantConv2d) for c in net.convs)
+    for post in net.posts:
+        kinds = [type(m).__name__ for m in post]
+        assert kinds == [*(["BatchNorm2d"] if norm else []), "ReLU", *(["MaxPool2d"] if pool else [])]
+    layers = []
+    for m in net.classifier:
+        if isinstance(m, torch.nn.Linear):
+            layers.append(("fc", m.in_features, m.out_features))
+        elif isinstance(m, torch.nn.Dropout):
+            layers.append(("dropout", m.p))
+        else:
+            layers.append((type(m).__name__.lower(),))
+    assert layers == head
