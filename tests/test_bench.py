@@ -8,7 +8,6 @@ import json
 import math
 
 import pytest
-
 from click.testing import CliRunner
 
 from sparsenet.cli import main

@@ -15,12 +15,12 @@ BAD = [
     ("epochs", 0, "at least 1"),
     ("batch_size", 0, "at least 1"),
     ("eval_batch_size", -3, "at least 1"),
-    ("lr", 0.0, "positive"),
-    ("lr", -0.1, "positive"),
-    ("lr_decay", -0.01, "zero or positive"),
+    ("lr", 0.0, "positive and finite"),
+    ("lr", -0.1, "positive and finite"),
+    ("lr_decay", -0.01, "zero or positive, finite"),
     ("momentum", 1.0, "in [0, 1)"),
     ("momentum", -0.1, "in [0, 1)"),
-    ("weight_decay", -1e-4, "zero or positive"),
+    ("weight_decay", -1e-4, "zero or positive, finite"),
     ("loader_workers", -1, "zero or positive"),
     ("optimizer", "rmsprop", "one of sgd, adam"),
     ("lr_schedule", "step", "one of constant, exp, cosine"),
@@ -53,11 +53,11 @@ def test_the_boundary_values_are_accepted(name, value):
 def test_unknown_and_missing_keys_are_named(tmp_path):
     with pytest.raises(ValueError, match="unknown config key\\(s\\) epoch, lr_rate; valid keys: .*epochs"):
         TrainConfig.from_dict({"data": "d", "out": "o", "model": "m", "epoch": 3, "lr_rate": 1})
-    with pytest.raises(ValueError, match="incomplete config: .*model"):
+    with pytest.raises(ValueError, match="incomplete or mistyped config: .*model"):
         TrainConfig.from_dict({"data": "d", "out": "o"})
     path = tmp_path / "config.json"
     path.write_text('{"config": {"data": "d", "out": "o", "model": "m", "lr": -1}}')
-    with pytest.raises(ValueError, match=f"^{path}: config field lr must be positive, got -1$"):
+    with pytest.raises(ValueError, match=f"^{path}: config field lr must be positive and finite, got -1$"):
         from_file(path)
 
 

@@ -318,7 +318,8 @@ def test_a_rank_that_crashes_stops_the_others_with_one_error(tmp_path, monkeypat
     with pytest.raises(Exception, match="rank 1") as failure:
         distributed.spawn("ddp_rank:crash", 2, str(tmp_path), log=partial(run_files.rank_log, tmp_path))
     assert time.monotonic() - start < 60
-    assert isinstance(failure.value, (RuntimeError, SparsenetError)) and "\n" not in str(failure.value)
+    # a bug (not a SparsenetError) in a rank: named once, with that rank's traceback once
+    assert isinstance(failure.value, SparsenetError) and str(failure.value).count("Traceback") == 1
     pid = int((tmp_path / "rank0.pid").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # rank 0, blocked in a collective, was stopped and reaped
