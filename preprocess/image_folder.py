@@ -45,7 +45,7 @@ import numpy as np
 from preprocess.caltech101 import decode
 from preprocess.images import SampleList, add_pixel_samples
 from preprocess.masked import validity_masks
-from preprocess.splits import SPLIT_MODES, Corpus, Item, by_split, read_raw, write_splits
+from preprocess.splits import SPLIT_MODES, Corpus, Item, read_raw, write_items
 from sparsenet.converters import Converter
 from sparsenet.errors import ConfigError, RawDataError
 from sparsenet.shards import Sample, ShardMeta
@@ -204,18 +204,9 @@ def convert(
         Item(corpus.names[m], 0, corpus.names[m], labels[m], s.coords, _normal(s.features, params))
         for m, (s, _) in found.items()
     ]
-    samples, class_names = by_split(items, splits)
-    meta = ShardMeta(
-        spatial_shape=tuple(shape),
-        num_classes=len(class_names),
-        feature_names=CHANNELS[channels],
-        class_names=class_names,
-        source=str(source),
-        converter="images",
-        dataset=dataset,
-        params=params,
-    )
-    return write_splits(out_dir, meta, samples, overwrite=overwrite, notes=notes)
+    named = {"source": str(source), "converter": "images", "dataset": dataset, "params": params}
+    meta = ShardMeta(tuple(shape), 0, CHANNELS[channels], **named)  # classes: from the items (write_items)
+    return write_items(out_dir, meta, items, splits, overwrite=overwrite, notes=notes)
 
 
 def _normal(features: np.ndarray, params: dict) -> np.ndarray:

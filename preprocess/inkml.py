@@ -49,7 +49,7 @@ import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from preprocess.splits import SPLIT_MODES, Corpus, Item, by_split, read_raw, write_splits
+from preprocess.splits import SPLIT_MODES, Corpus, Item, read_raw, write_items
 from preprocess.strokes import ENCODINGS, render
 from sparsenet.converters import Converter
 from sparsenet.errors import ConfigError, RawDataError
@@ -293,18 +293,10 @@ def convert(
             coords, features = _render(symbol.strokes, corpus.where(sample_id), scale, field, encoding)
             items.append(Item(name, k, sample_id, symbol.truth or folder, coords, features))
     splits, notes = corpus.assign()
-    samples, class_names = by_split(items, splits)
-    meta = ShardMeta(
-        spatial_shape=(field, field),
-        num_classes=len(class_names),
-        feature_names=ENCODINGS[encoding],
-        class_names=class_names,
-        source=str(source),
-        converter="inkml",
-        dataset=dataset,
-        params={"scale": scale, "field": field, "encoding": encoding} | corpus.params,
-    )
-    return write_splits(out_dir, meta, samples, overwrite=overwrite, notes=notes)
+    params = {"scale": scale, "field": field, "encoding": encoding} | corpus.params
+    named = {"source": str(source), "converter": "inkml", "dataset": dataset, "params": params}
+    meta = ShardMeta((field, field), 0, ENCODINGS[encoding], **named)  # classes: from the items (write_items)
+    return write_items(out_dir, meta, items, splits, overwrite=overwrite, notes=notes)
 
 
 def read_input(path: Path, params: dict) -> Sample:

@@ -24,12 +24,14 @@ Files are assigned to splits by one of four rules (:func:`assign_splits`):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -272,6 +274,16 @@ def write_splits(
         "run_id": dataset.run_id,
         "kept": dataset.kept,
     }
+
+
+def write_items(
+    out_dir: str | os.PathLike, meta: ShardMeta, items: Sequence[Item], splits: Mapping[str, str], **write: Any
+) -> dict:
+    """:func:`by_split` of ``items``, their class names and count put into ``meta``, then :func:`write_splits`
+    (``write``: its ``overwrite`` and ``notes``)."""
+    samples, class_names = by_split(items, splits)
+    meta = dataclasses.replace(meta, num_classes=len(class_names), class_names=class_names)
+    return write_splits(out_dir, meta, samples, **write)
 
 
 def read_raw(path: str | os.PathLike) -> bytes:

@@ -8,20 +8,7 @@ from synthetic import write_digit_shards
 
 from sparsenet.cli import main
 
-TINY = [
-    "--model",
-    "deepcnet",
-    "--model-arg",
-    "l=2",
-    "--model-arg",
-    "k=4",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "6",
-    "--procs",
-    "1",
-]
+TINY = "--model deepcnet --model-arg l=2 --model-arg k=4 --epochs 1 --batch-size 6 --procs 1".split()
 
 
 @pytest.fixture(scope="module")
