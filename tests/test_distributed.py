@@ -142,7 +142,20 @@ def train_command(data: Path, run: Path) -> list[str]:
         "-c",
         "from sparsenet.cli import main; main()",
         *("train", "--data", str(data), "--out", str(run)),
-        *"--model deepcnet --model-arg l=2 --model-arg k=4 --epochs 1000 --batch-size 8 --procs 2".split(),
+        *[
+            "--model",
+            "deepcnet",
+            "--model-arg",
+            "l=2",
+            "--model-arg",
+            "k=4",
+            "--epochs",
+            "1000",
+            "--batch-size",
+            "8",
+            "--procs",
+            "2",
+        ],
     ]
 
 
