@@ -336,17 +336,10 @@ def contention_section(results: BenchResults) -> list[str]:
 def loader_section(results: BenchResults) -> list[str]:
     """Section 8: the public data API in a plain DataLoader."""
     s = results.settings
-    rows = [
-        (
-            r.label,
-            r.workers,
-            f"{r.samples:,}",
-            stats_cell(r.rate),
-            f"{r.worker_peak_bytes / 2**20:.0f} MiB",
-            f"{r.split_bytes / 2**20:.0f} MiB",
-        )
-        for r in results.loader
-    ]
+    rows = []
+    for r in results.loader:
+        memory = [f"{size / 2**20:.0f} MiB" for size in (r.worker_peak_bytes, r.split_bytes)]
+        rows.append((r.label, r.workers, f"{r.samples:,}", stats_cell(r.rate), *memory))
     return [
         "## 8. The data API in a plain DataLoader",
         "",

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from sparsenet.cli._common import CONTEXT, Command, _converter_choice, option, options, reports_errors
+from sparsenet.cli._types import EXISTING, POSITIVE
 
 
 @click.group("preprocess", context_settings=CONTEXT, short_help="Convert raw data into HDF5 shards (train/, test/).")
@@ -42,7 +43,7 @@ class WriterRange(click.ParamType):
 
 SOURCE = option(
     "--source",
-    type=click.Path(exists=True, path_type=Path),
+    type=EXISTING,
     help="Raw data: a folder or the original archive "
     "(default: $SPARSENET_RAW/<dataset>, data/raw/<dataset>, or download).",
 )
@@ -64,7 +65,7 @@ def _stroke_options(converter: str, noun: str) -> Callable[[Command], Command]:
     return options(
         option(
             "--scale",
-            type=click.IntRange(min=1),
+            type=POSITIVE,
             default=64,
             help=f"Side of the box each {noun} is scaled into (aspect ratio kept).",
         ),
@@ -88,7 +89,7 @@ def _corpus_options(converter: str, kind: str) -> Callable[[Command], Command]:
     return options(
         option(
             "--source",
-            type=click.Path(exists=True, path_type=Path),
+            type=EXISTING,
             required=True,
             help=f"The {kind}: a folder, or a .tar/.tar.gz/.zip archive of one.",
         ),
@@ -179,10 +180,7 @@ def mnist(source, out, **settings) -> None:
 )
 @option("--seed", type=int, default=0, help="Seed of the masks (and of the Caltech-101 split).")
 @option(
-    "--size",
-    type=click.IntRange(min=1),
-    default=64,
-    help="Caltech-101 only: images are centre-cropped and resized to SIZE x SIZE.",
+    "--size", type=POSITIVE, default=64, help="Caltech-101 only: images are centre-cropped and resized to SIZE x SIZE."
 )
 @SOURCE
 @option(
@@ -235,7 +233,7 @@ def inkml(source, out, **settings) -> None:
 )
 @option(
     "--size",
-    type=click.IntRange(min=1),
+    type=POSITIVE,
     help="Centre-crop each image to a square and resize it to SIZE x SIZE (bilinear) [default: keep; same sizes].",
 )
 @reports_errors

@@ -18,19 +18,16 @@ from sparsenet.cli._common import (
     option,
     reports_errors,
 )
+from sparsenet.cli._types import EXISTING, EXISTING_DIR, NEW_DIR, NEW_FILE, POSITIVE
 
 
 @click.command("train", context_settings=CONTEXT, short_help="Train a network on shards; --resume continues a run.")
-@option(
-    "--data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Dataset folder with train/ and test/ shards.",
-)
-@option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [default: runs/<dataset>-<model>].")
+@option("--data", type=EXISTING_DIR, help="Dataset folder with train/ and test/ shards.")
+@option("--out", type=NEW_DIR, help="Run folder [default: runs/<dataset>-<model>].")
 @option("--model", type=MODELS, help="Network (see sparsenet.models.list_models()) [default: per dataset].")
 @MODEL_ARG
-@option("--epochs", type=click.IntRange(min=1), help="Passes over the training split.")
-@option("--batch-size", type=click.IntRange(min=1), help="Global batch size (the same for any --procs).")
+@option("--epochs", type=POSITIVE, help="Passes over the training split.")
+@option("--batch-size", type=POSITIVE, help="Global batch size (the same for any --procs).")
 @option(
     "--optimizer",
     type=LazyChoice(_constant("sparsenet.config", "OPTIMIZERS")),
@@ -71,7 +68,7 @@ from sparsenet.cli._common import (
     "else the usable cores shared among the processes [default: auto].",
 )
 @option("--loader-workers", type=click.IntRange(min=0), help="DataLoader worker processes per training process.")
-@option("--eval-batch-size", type=click.IntRange(min=1), help="Batch size of the test-set evaluation.")
+@option("--eval-batch-size", type=POSITIVE, help="Batch size of the test-set evaluation.")
 @option(
     "--config",
     "config_file",
@@ -80,7 +77,7 @@ from sparsenet.cli._common import (
 )
 @option(
     "--resume",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_DIR,
     help="Continue the run in this folder from its last checkpoint "
     "(only --epochs, --procs, --threads, --device, --loader-workers, --sync-batchnorm may change).",
 )
@@ -128,26 +125,26 @@ def train(data, out, model, model_args, config_file, resume, **options) -> None:
     "checkpoints",
     required=True,
     multiple=True,
-    type=click.Path(exists=True, path_type=Path),
+    type=EXISTING,
     help="A checkpoint file, or a run folder (its best.pt); repeat it to evaluate an ensemble "
     "(the mean of the members' class probabilities).",
 )
 @option(
     "--data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_DIR,
     help="Dataset folder (its test/ split) or a split folder [default: the (first) run's data].",
 )
 @option(
     "--confusion",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NEW_FILE,
     help="Where to write the confusion-matrix PNG "
     "[default: eval-<checkpoint stem>-confusion.png beside the checkpoint].",
 )
-@option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size [default: the run's].")
+@option("--batch-size", type=POSITIVE, help="Evaluation batch size [default: the run's].")
 @option("--device", type=DEVICES, default="auto", help="Where to run.")
 @option(
     "--repeats",
-    type=click.IntRange(min=1),
+    type=POSITIVE,
     default=1,
     help="Test-time augmentation: average the class probabilities over the plain sample and "
     "REPEATS-1 copies distorted by the run's training augmentation.",
@@ -184,14 +181,9 @@ def evaluate(checkpoints, data, confusion, batch_size, device, repeats, as_json)
 
 
 @click.command("predict", context_settings=CONTEXT, short_help="Classify raw stroke files or images; prints the top 5.")
-@option(
-    "--checkpoint",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="A checkpoint file, or a run folder (its best.pt).",
-)
+@option("--checkpoint", required=True, type=EXISTING, help="A checkpoint file, or a run folder (its best.pt).")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@option("--top", type=click.IntRange(min=1), default=5, help="How many classes to print per input.")
+@option("--top", type=POSITIVE, default=5, help="How many classes to print per input.")
 @option("--device", type=DEVICES, default="auto", help="Where to run.")
 @option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
 @reports_errors
@@ -211,12 +203,12 @@ def predict(checkpoint, inputs, top, device, as_json) -> None:
 
 
 @click.command("report", context_settings=CONTEXT, short_help="Compare runs: a table and error-vs-sparsity plot.")
-@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("root", type=EXISTING_DIR)
 @option(
     "--test-on",
     "test_on",
     multiple=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_DIR,
     help="Also evaluate every run's final checkpoint on this dataset's test split (repeatable): "
     "ROOT/cross.md, cross.json, cross.png — train at one sparsity, test at the others.",
 )

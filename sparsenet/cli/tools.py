@@ -10,15 +10,16 @@ from pathlib import Path
 import click
 
 from sparsenet.cli._common import CONTEXT, MODEL_ARG, MODELS, Command, option, options, reports_errors
+from sparsenet.cli._types import EXISTING, EXISTING_DIR, NEW_DIR, NEW_FILE, POSITIVE
 
 
 def _png(default: str, help_text: str) -> Callable[[Command], Command]:
     """A ``--png`` option: where a command draws its picture."""
-    return option("--png", type=click.Path(dir_okay=False, path_type=Path), default=Path(default), help=help_text)
+    return option("--png", type=NEW_FILE, default=Path(default), help=help_text)
 
 
 @click.command(context_settings=CONTEXT, short_help="Validate shards and summarise them; --render draws samples.")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", type=EXISTING)
 @option(
     "--render",
     "count",
@@ -52,12 +53,12 @@ INDEX_OPTIONS = options(
     option(
         "--data",
         required=True,
-        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        type=EXISTING_DIR,
         help="The shard folder to measure the test error on, as `make preprocess` leaves it (e.g. data/assamese).",
     ),
     option(
         "--repeats",
-        type=click.IntRange(min=1),
+        type=POSITIVE,
         default=1,
         help="Also record the test error with test-time augmentation (eval --repeats).",
     ),
@@ -74,12 +75,7 @@ INDEX_OPTIONS = options(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The run's checkpoint (e.g. runs/assamese-vgg/checkpoint.pt).",
 )
-@option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write it, e.g. models/assamese-vgg.pt.",
-)
+@option("--out", required=True, type=NEW_FILE, help="Where to write it, e.g. models/assamese-vgg.pt.")
 @INDEX_OPTIONS
 @reports_errors
 def export_model(checkpoint, out, dataset, data, repeats) -> None:
@@ -94,11 +90,7 @@ def export_model(checkpoint, out, dataset, data, repeats) -> None:
 @click.argument("name")
 @click.argument("files", nargs=-1, required=True)
 @option(
-    "--models",
-    "folder",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=Path("models"),
-    help="The folder of shipped models and index.json.",
+    "--models", "folder", type=EXISTING_DIR, default=Path("models"), help="The folder of shipped models and index.json."
 )
 @INDEX_OPTIONS
 @reports_errors
@@ -117,10 +109,7 @@ def export_ensemble(name, files, folder, dataset, data, repeats) -> None:
     context_settings=CONTEXT, short_help="Draw the active sites of every layer for one sample (Graham's Figure 1)."
 )
 @option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="A split folder (data/mnist/test) or shard file holding the sample.",
+    "--data", required=True, type=EXISTING, help="A split folder (data/mnist/test) or shard file holding the sample."
 )
 @option("--index", type=click.IntRange(min=0), default=0, help="Which sample of --data.")
 @option("--model", "model_name", default="deepcnet", type=MODELS, help="A sparse network (input kind 'sparse').")
@@ -151,25 +140,25 @@ def activity(data, index, model_name, model_args, png) -> None:
 )
 @option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NEW_FILE,
     default=None,
     help="Markdown report; plots and results.json go to bench/ beside it "
     "[default: docs/BENCHMARKS.md; with --quick: runs/bench-quick/BENCHMARKS.md].",
 )
 @option(
     "--data",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NEW_DIR,
     default=Path("data"),
     help="Folder of the assamese/ and mnist/ shards; missing ones are converted there (unused with --quick).",
 )
 @option(
     "--raw",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_DIR,
     help="Folder of the raw assamese/ and mnist/ datasets [default: $SPARSENET_RAW, else data/raw; never downloads].",
 )
 @option(
     "--threads",
-    type=click.IntRange(min=1),
+    type=POSITIVE,
     default=2,
     help="torch threads for the training-step cases (preprocessing and loading always run on one).",
 )
