@@ -122,3 +122,57 @@ def test_each_file_is_hashed_once_per_process(make_split, monkeypatch):
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # changed: hashed again
     assert len(ShardReader(folder).labels) == 7
     assert len(hashed) == 4
+
+
+def _message(path) -> str:
+    with pytest.raises(ShardError) as err:
+        open_split(path)
+    return str(err.value)
+
+
+def test_every_refusal_of_open_split_names_its_path_in_full(make_split, tmp_path):
+    """The exact message of each way a path is not a split."""
+    import h5py
+
+    part = tmp_path / "shard-00000.h5.part"
+    part.write_bytes(b"")
+    assert _message(part) == f"{part}: not a .h5 shard file (a .part file is an unfinished write)"
+    assert _message(tmp_path / "gone") == f"{tmp_path / 'gone'}: no such file or folder"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    expected = "no manifest.json: not a complete split (write splits with `sparsenet preprocess` or ShardWriter)"
+    assert _message(empty) == f"{empty}: {expected}"
+    train, test = make_split("data/train", samples=4, per_shard=2), make_split("data/test", samples=2)
+    data = train.parent
+    assert _message(data) == (
+        f"{data}: a dataset folder holding 2 split(s) (test, train); read one split at a time, e.g. {test}"
+    )
+    (train / MANIFEST).unlink()
+    assert _message(train) == f"{train}: 2 shard-*.h5 file(s) but {expected}"
+    single = train / "shard-00000.h5"
+    split = open_split(single)
+    assert split.path == single and [(f.path, f.samples) for f in split.files] == [(single, 2)]
+    with h5py.File(single, "r+") as f:
+        del f["labels"]
+    assert _message(single) == f"{single}: dataset 'labels' is missing"
+
+
+def test_sample_ids_missing_misshapen_or_miscounted(make_split):
+    import h5py
+    import numpy as np
+
+    from sparsenet.shardfile import read_sample_ids
+
+    path = make_split(samples=3, per_shard=3) / "shard-00000.h5"
+    with h5py.File(path, "r+") as f:
+        assert read_sample_ids(f, path, 3).tolist() == ["s0", "s1", "s2"]
+        with pytest.raises(ShardError) as err:
+            read_sample_ids(f, path, 4)
+        assert str(err.value) == f"{path}: sample_ids has 3 entries for 4 labels"
+        del f["sample_ids"]
+        ids = read_sample_ids(f, path, 3)
+        assert ids.tolist() == ["", "", ""] and ids.dtype == object and ids.shape == (3,)
+        f.create_dataset("sample_ids", data=np.zeros((3, 2), dtype="S2"))
+        with pytest.raises(ShardError) as err:
+            read_sample_ids(f, path, 3)
+        assert str(err.value) == f"{path}: 'sample_ids' is not a one-dimensional dataset"
