@@ -63,7 +63,8 @@ CALTECH_SPARSITIES ?= 0.05 0.1 0.2 0.3 0.4 0.5 0.6 0.7
 CALTECH_MODELS ?= sinet-caltech convnet-caltech
 CALTECH_ARGS ?=
 
-.PHONY: train-assamese assamese-ablation train-assamese-deepcnet train-mnist train-mnist-dropout sparsity-sweep caltech-sweep
+.PHONY: train-assamese train-assamese-long assamese-ablation train-assamese-deepcnet train-assamese-deepcnet-graham \
+	train-mnist train-mnist-dropout train-mnist-dropout-k40 sparsity-sweep caltech-sweep
 
 $(DATA)/assamese/test/manifest.json: | setup
 	$(SN) preprocess assamese --out $(DATA)/assamese
@@ -91,10 +92,24 @@ sweep = for s in $(2); do for m in $(3); do \
 train-assamese: $(DATA)/assamese/test/manifest.json
 	$(call train-and-eval,$(DATA)/assamese,$(RUNS)/assamese-vgg,$(TRAIN_ARGS))
 
+# SparseConvNet's own schedule (examples/Assamese_handwriting/VGGplus.py): 100 epochs of 10 passes,
+# lr 0.1·exp(-0.05·epoch), batch 108 (4x the passes of train-assamese); about 70 min on 2 cores.
+ASSAMESE_LONG_ARGS := --epochs 100 --passes-per-epoch 10 --lr-decay 0.05 --batch-size 108
+train-assamese-long: $(DATA)/assamese/test/manifest.json
+	$(call train-and-eval,$(DATA)/assamese,$(RUNS)/assamese-vgg-long,$(ASSAMESE_LONG_ARGS) $(TRAIN_ARGS))
+
 # DeepCNet(5, 32) on the same shards (Graham 2014's network for Assamese), Adam; about 25 min.
 train-assamese-deepcnet: $(DATA)/assamese/test/manifest.json
 	$(call train-and-eval,$(DATA)/assamese,$(RUNS)/assamese-deepcnet,--model deepcnet --model-arg l=5 --model-arg k=32 \
 	  --optimizer adam --lr 1e-3 --lr-decay 0.03 --weight-decay 0 --epochs 150 $(TRAIN_ARGS))
+
+# Graham's Assamese DeepCNet(6, 32) (his archived runAssamese.cu) with the ingredients of his later code:
+# very leaky ReLUs (1/3), affine distortions of ±0.3 and ±12-cell shifts (affine-wide); plus a
+# BatchNorm per convolution (not Graham's) so that Nesterov SGD trains it in 100 epochs; about 25 min.
+ASSAMESE_DEEPCNET_ARGS := --model deepcnet --model-arg l=6 --model-arg k=32 --model-arg leak=0.333 \
+	--model-arg batchnorm=true --augment affine-wide --epochs 100 --lr-decay 0.05
+train-assamese-deepcnet-graham: $(DATA)/assamese/test/manifest.json
+	$(call train-and-eval,$(DATA)/assamese,$(RUNS)/assamese-deepcnet-graham,$(ASSAMESE_DEEPCNET_ARGS) $(TRAIN_ARGS))
 
 # The encoding and augmentation ablation of docs/RESULTS.md: three 30-epoch runs of the sparse VGG
 # (the lr falls by e^-3.9, as in a shortened full schedule), about 4 min each; table in $(RUNS)/ablation/report.md.
@@ -117,6 +132,11 @@ MNIST_DROPOUT := [0,0,0,0.5,0.5,0.5,0.5]
 train-mnist-dropout: $(DATA)/mnist/test/manifest.json
 	$(call train-and-eval,$(DATA)/mnist,$(RUNS)/mnist-deepcnet-dropout,--model-arg l=5 --model-arg k=60 \
 	  --model-arg 'dropout=$(MNIST_DROPOUT)' --lr-decay 0.05 --epochs 40 $(TRAIN_ARGS))
+
+# The same at k = 40 (1.8 MB, under the 2 MiB of models/), 30 epochs; about 13 min.
+train-mnist-dropout-k40: $(DATA)/mnist/test/manifest.json
+	$(call train-and-eval,$(DATA)/mnist,$(RUNS)/mnist-deepcnet40-dropout,--model-arg l=5 --model-arg k=40 \
+	  --model-arg 'dropout=$(MNIST_DROPOUT)' --lr-decay 0.07 --epochs 30 $(TRAIN_ARGS))
 
 # Masked MNIST at each sparsity: the sparsity-invariant CNN against its ConvNet twin
 # (Uhrig et al. 3DV 2017, Table 3); table and plot in $(RUNS)/sparsity-sweep/report.md, sparsity.png.

@@ -14,6 +14,9 @@ added between them, so strokes stay connected without getting thicker.
 * ``affine``: random stretch, shear, rotation and translation for strokes, as in
   SparseConvNet's ``examples/Assamese_handwriting/data.py`` (shear along one axis or
   rotation by up to ±0.2, translation by up to ±8 cells) plus Graham's per-axis stretch.
+* ``affine-wide``: the same kinds with the ranges of Graham's own Assamese code (2013 DeepCNet
+  release, ``assamese.cu``): stretch ±0.3 per axis, shear or rotation by up to ±0.3,
+  translation by up to ±12 cells.
 * ``shift``: integer translations by up to ±2 cells, Graham's MNIST augmentation
   (arXiv:1409.6070, section 4).
 * ``none``: nothing. Training's test pass never augments; ``sparsenet eval --repeats R`` does
@@ -76,6 +79,7 @@ class RandomShift:
 AUGMENTATIONS: dict[str, RandomAffine | RandomShift | None] = {
     "none": None,
     "affine": RandomAffine(),
+    "affine-wide": RandomAffine(stretch=0.3, shear_rotation=0.3, translate=12.0),
     "shift": RandomShift(),
 }
 

@@ -40,7 +40,8 @@ class TrainConfig:
     out: str  # run folder: config.json, metrics.jsonl, checkpoint.pt, best.pt, plots
     model: str  # a name from sparsenet.models.list_models()
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra keywords for models.build
-    epochs: int = 20  # passes over the training split
+    epochs: int = 20  # epochs: the lr changes, the test split is scored and a checkpoint saved after each
+    passes_per_epoch: int = 1  # passes over the training split per epoch (SparseConvNet's Assamese example: 10)
     batch_size: int = 100  # global batch: split over processes, the same for any --procs
     optimizer: str = "sgd"  # "sgd" (momentum, Nesterov) or "adam"
     lr: float = 0.1  # learning rate at epoch 0
@@ -63,6 +64,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.epochs >= 1, "epochs", "at least 1"),
+            (type(self.passes_per_epoch) is int and self.passes_per_epoch >= 1, "passes_per_epoch", "at least 1"),
             (self.batch_size >= 1, "batch_size", "at least 1"),
             (self.eval_batch_size >= 1, "eval_batch_size", "at least 1"),
             (0 < self.lr < math.inf, "lr", "positive and finite"),

@@ -116,19 +116,26 @@ def run_epoch(ctx: EpochContext, epoch: int) -> tuple[dict[str, Any], Tally]:
     for group in optimizer.param_groups:
         group["lr"] = lr
     torch.manual_seed(torch_seed(config.seed, epoch, rank.rank))
-    train_set.set_epoch(epoch)
-    batches = epoch_batches(len(train_set), config.batch_size, config.seed, epoch)
+    k = test_set.reader.meta.num_classes
+    train, profile, samples = Tally(k), {}, 0
     start = time.perf_counter()
-    desc = f"epoch {epoch + 1}/{config.epochs}"
-    train, profile = train_epoch(ctx, batches, desc, epoch)
+    for p in range(
+        config.passes_per_epoch
+    ):  # pass p of epoch e draws its order and augmentation from pass number e·P + p
+        number = epoch * config.passes_per_epoch + p
+        train_set.set_epoch(number)
+        batches = epoch_batches(len(train_set), config.batch_size, config.seed, number)
+        desc = f"epoch {epoch + 1}/{config.epochs}" + (f" pass {p + 1}" if config.passes_per_epoch > 1 else "")
+        tallied, seconds = train_epoch(ctx, batches, desc, epoch)
+        train = Tally.from_vector(k, train.to_vector() + tallied.to_vector())
+        profile = {stage: profile.get(stage, 0.0) + s for stage, s in seconds.items()}
+        samples += sum(len(b) for b in batches)
     train_seconds = time.perf_counter() - start
     distributed.average_buffers(ctx.network)
-    k = test_set.reader.meta.num_classes
     test = tally(ctx.network, loader(test_set, ctx.test_batches, config.loader_workers), ctx.device, k)
     train, test = (Tally.from_vector(k, distributed.all_sum(t.to_vector())) for t in (train, test))
     if not (math.isfinite(test.loss) and all(torch.isfinite(p).all() for p in ctx.network.state_dict().values())):
         raise _diverged(config, "the weights became non-finite", epoch, " (after its last step)")
-    samples = sum(len(b) for b in batches)
     row = {
         "epoch": epoch + 1,
         "lr": lr,

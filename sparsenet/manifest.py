@@ -103,7 +103,7 @@ def read_manifest(folder: Path) -> dict:
     names = set()
     for entry in manifest["files"]:
         ok = isinstance(entry, dict) and _SHARD_NAME.fullmatch(str(entry.get("file")))
-        ok = ok and isinstance(entry.get("samples"), int) and entry["samples"] > 0
+        ok = ok and type(entry.get("samples")) is int and entry["samples"] > 0  # not a bool
         if not (ok and _SHA256.fullmatch(str(entry.get("sha256")))) or entry["file"] in names:
             raise ShardError(
                 path, f'bad entry in "files": {entry!r} (expected a new shard-NNNNN.h5, samples > 0, sha256)'

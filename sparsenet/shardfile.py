@@ -90,7 +90,7 @@ def check_sample(meta: ShardMeta, coords: np.ndarray, features: np.ndarray, labe
             f"coordinates outside the field {h}x{w}: y in [{coords[:, 0].min()}, "
             f"{coords[:, 0].max()}], x in [{coords[:, 1].min()}, {coords[:, 1].max()}]"
         )
-    if _first_duplicate(coords.astype(np.int64), np.zeros(len(coords), np.int64), w) is not None:
+    if _first_duplicate(coords.astype(np.int64), np.zeros(len(coords), np.int64)) is not None:
         raise ValueError(
             "the same site appears twice (merge duplicate sites before writing; spconv needs unique sites)"
         )
@@ -100,19 +100,22 @@ def check_sample(meta: ShardMeta, coords: np.ndarray, features: np.ndarray, labe
         raise ValueError(f"label {label} outside 0..{meta.num_classes - 1}")
 
 
-def _first_duplicate(coords: np.ndarray, owner: np.ndarray, width: int) -> tuple[int, int, int] | None:
+def _first_duplicate(coords: np.ndarray, owner: np.ndarray) -> tuple[int, int, int] | None:
     """(sample, y, x) of the first site that appears twice in one sample, or None.
 
-    ``coords`` int64 [N, 2] (y, x) in the field, ``owner`` int64 [N] the sample of each row.
+    ``coords`` int64 [N, 2] (y, x) in the field, ``owner`` int64 [N] the sample of each row. Rows
+    are compared as (sample, y, x) triples: one integer key per site would overflow int64 on the
+    largest fields a shard may declare.
     """
-    keys = (owner * (int(coords[:, 0].max(initial=0)) + 1) + coords[:, 0]) * width + coords[:, 1]
-    if (np.diff(keys) > 0).all():  # the writer's converters store sites in row-major order: no sort needed
+    ds, dy, dx = np.diff(owner), np.diff(coords[:, 0]), np.diff(coords[:, 1])
+    if ((ds > 0) | ((ds == 0) & ((dy > 0) | ((dy == 0) & (dx > 0))))).all():  # row-major, as converters write
         return None
-    ordered = np.sort(keys)
-    twice = np.flatnonzero(ordered[1:] == ordered[:-1])
+    order = np.lexsort((coords[:, 1], coords[:, 0], owner))
+    s, y, x = owner[order], coords[order, 0], coords[order, 1]
+    twice = np.flatnonzero((s[1:] == s[:-1]) & (y[1:] == y[:-1]) & (x[1:] == x[:-1]))
     if not len(twice):
         return None
-    row = int(np.flatnonzero(keys == ordered[twice[0]])[0])
+    row = order[twice[0]]
     return int(owner[row]), int(coords[row, 0]), int(coords[row, 1])
 
 
@@ -311,7 +314,7 @@ def read_arrays(f: h5py.File, path: Path, meta: ShardMeta) -> tuple[dict[str, np
         raise ShardError(path, "content checksum mismatch: the file was modified or is corrupt")
     ids = read_sample_ids(f, path, s)
     owner = np.repeat(np.arange(s, dtype=np.int64), np.diff(offsets))
-    duplicate = _first_duplicate(coords.astype(np.int64), owner, meta.spatial_shape[1])
+    duplicate = _first_duplicate(coords.astype(np.int64), owner)
     if duplicate is not None:
         i, y, x = duplicate
         raise ShardError(

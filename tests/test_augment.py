@@ -118,7 +118,7 @@ def test_sample_larger_than_the_field_keeps_the_inside_part():
     assert (out.coords >= 0).all() and (out.coords < 10).all()
 
 
-@pytest.mark.parametrize("name", ["affine", "shift"])
+@pytest.mark.parametrize("name", ["affine", "affine-wide", "shift"])
 def test_augmentation_is_a_function_of_the_generator(name):
     sample = stroke((10, 10), (1, 1), 8)
     transform = field_transform((32, 32), (32, 32), FEATURES, name)
@@ -257,13 +257,15 @@ def measured_map(name: str, seeds: range) -> tuple[np.ndarray, np.ndarray]:
     return np.array(maps), np.array(shifts)
 
 
-def test_affine_ranges_measured_on_a_cross():
-    """Translation up to ±8 cells (and really used), stretch 1 ± 0.15 per axis, shear along one
-    axis or rotation by up to ±0.2 — each of the three kinds drawn about a third of the time."""
-    maps, shifts = measured_map("affine", range(300))
+@pytest.mark.parametrize("name,stretch,alpha,translate", [("affine", 0.15, 0.2, 8), ("affine-wide", 0.3, 0.3, 12)])
+def test_affine_ranges_measured_on_a_cross(name, stretch, alpha, translate):
+    """Translation up to ±translate cells (and really used), stretch 1 ± stretch per axis, shear along one
+    axis or rotation by up to ±alpha — each of the three kinds drawn about a third of the time."""
+    maps, shifts = measured_map(name, range(300))
     tol = 0.03
-    assert np.abs(shifts).max() <= 8 + tol
-    assert np.abs(shifts).max() > 7 and 3 < np.abs(shifts).mean() < 5  # uniform on [-8, 8]: mean |t| = 4
+    assert np.abs(shifts).max() <= translate + tol
+    assert np.abs(shifts).max() > 0.9 * translate  # uniform on [-T, T]: mean |t| = T / 2
+    assert 0.4 * translate < np.abs(shifts).mean() < 0.6 * translate
     assert (np.abs(shifts[:, 0] - shifts[:, 1]) > 1).mean() > 0.5  # the axes move independently
     kinds, alphas, stretches = [], [], []
     for a in maps:
@@ -277,15 +279,15 @@ def test_affine_ranges_measured_on_a_cross():
             stretches += [a[0, 0], a[1, 1]]
         else:  # rotation R(α) · diag(s0, s1)
             kinds.append("rotation")
-            alpha = math.atan2(a[1, 0], a[0, 0])
+            angle = math.atan2(a[1, 0], a[0, 0])
             s0, s1 = np.hypot(*a[:, 0]), np.hypot(*a[:, 1])
-            np.testing.assert_allclose(a, rotation(alpha) @ np.diag([s0, s1]), atol=tol)
-            alphas.append(alpha)
+            np.testing.assert_allclose(a, rotation(angle) @ np.diag([s0, s1]), atol=tol)
+            alphas.append(angle)
             stretches += [s0, s1]
     alphas, stretches = np.array(alphas), np.array(stretches)
-    assert np.abs(alphas).max() <= 0.2 + tol and alphas.max() > 0.17 and alphas.min() < -0.17
-    assert stretches.min() >= 0.85 - tol and stretches.max() <= 1.15 + tol
-    assert stretches.min() < 0.88 and stretches.max() > 1.12
+    assert np.abs(alphas).max() <= alpha + tol and alphas.max() > 0.85 * alpha and alphas.min() < -0.85 * alpha
+    assert stretches.min() >= 1 - stretch - tol and stretches.max() <= 1 + stretch + tol
+    assert stretches.min() < 1 - 0.8 * stretch and stretches.max() > 1 + 0.8 * stretch
     counts = {kind: kinds.count(kind) for kind in ("shear-y", "shear-x", "rotation")}
     assert min(counts.values()) > 0.2 * len(kinds), counts
 
@@ -318,7 +320,9 @@ def test_field_transform_places_non_square_fields_and_refuses_each_axis_that_doe
         field_transform((20, 5), (12, 30), FEATURES)
     with pytest.raises(ValueError, match=re.escape("samples are on a 5x40 field but the network takes 12x30")):
         field_transform((5, 40), (12, 30), FEATURES)
-    with pytest.raises(ValueError, match=re.escape("unknown augmentation 'flip'; expected one of none, affine, shift")):
+    with pytest.raises(
+        ValueError, match=re.escape("unknown augmentation 'flip'; expected one of none, affine, affine-wide, shift")
+    ):
         field_transform((5, 5), (12, 30), FEATURES, "flip")
 
 

@@ -13,6 +13,8 @@ from sparsenet.errors import ConfigError
 
 BAD = [
     ("epochs", 0, "at least 1"),
+    ("passes_per_epoch", 0, "at least 1"),
+    ("passes_per_epoch", 2.0, "at least 1"),
     ("batch_size", 0, "at least 1"),
     ("eval_batch_size", -3, "at least 1"),
     ("lr", 0.0, "positive and finite"),
@@ -25,7 +27,7 @@ BAD = [
     ("optimizer", "rmsprop", "one of sgd, adam"),
     ("lr_schedule", "step", "one of constant, exp, cosine"),
     ("device", "tpu", "one of auto, cpu, cuda"),
-    ("augment", "mirror", "one of none, affine, shift"),
+    ("augment", "mirror", "one of none, affine, affine-wide, shift"),
     ("model_kwargs", [1, 2], "a JSON object"),
     ("sync_batchnorm", "yes", "true or false"),
     ("procs", 0, '"auto" or at least 1'),

@@ -109,6 +109,75 @@ def test_an_epoch_takes_one_plain_sgd_step_on_the_mean_loss_at_the_epochs_lr(dig
     assert test.count == 6 and row["epoch"] == 3 and row["procs"] == 1
 
 
+def test_an_epoch_of_three_passes_takes_three_steps_at_one_lr_and_tallies_every_pass(digits, tmp_path):
+    config = TrainConfig(
+        data=str(digits),
+        out=str(tmp_path),
+        model="flat",
+        epochs=4,
+        passes_per_epoch=3,
+        batch_size=9,  # the whole training split: one step per pass
+        optimizer="sgd",
+        lr=0.5,
+        lr_decay=0.3,
+        momentum=0.0,
+        weight_decay=0.0,
+    )
+    network = Flat()
+    reference = Flat()
+    reference.load_state_dict(network.state_dict())
+    train_set = dataset(ShardReader(digits / "train"), (FIELD, FIELD))
+    test_set = dataset(ShardReader(digits / "test"), (FIELD, FIELD))
+    optimizer = make_optimizer(config, network.parameters())
+    ctx = EpochContext(
+        config, Rank(), network, network, optimizer, train_set, test_set, in_batches(range(6), 6), torch.device("cpu")
+    )
+    row, _ = run_epoch(ctx, 1)
+
+    x, labels = images(digits / "train")
+    lr = 0.5 * math.exp(-0.3)  # epoch 1's lr for all three passes
+    losses, wrong = [], 0
+    for _ in range(3):
+        reference.zero_grad()
+        logits = reference(x)
+        loss = mean_cross_entropy(logits, labels)
+        loss.backward()
+        losses.append(loss.item())
+        wrong += int((logits.argmax(1) != labels).sum())
+        with torch.no_grad():
+            for parameter in reference.parameters():
+                parameter -= lr * parameter.grad
+    for name, parameter in reference.named_parameters():
+        torch.testing.assert_close(network.state_dict()[name], parameter.detach(), rtol=1e-5, atol=1e-6)
+    assert row["lr"] == pytest.approx(lr)
+    assert row["train_loss"] == pytest.approx(np.mean(losses), rel=1e-5)
+    assert row["train_error"] == pytest.approx(wrong / 27)
+    assert row["samples_per_s"] == pytest.approx(27 / row["train_seconds"])
+
+
+def test_the_passes_of_an_epoch_draw_the_orders_of_consecutive_pass_numbers(digits, tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(
+        "sparsenet.epoch.epoch_batches", lambda n, size, seed, number: drawn.append(number) or [list(range(n))]
+    )
+    config = TrainConfig(data=str(digits), out=str(tmp_path), model="flat", passes_per_epoch=4, batch_size=9)
+    network = Flat()
+    train_set = dataset(ShardReader(digits / "train"), (FIELD, FIELD))
+    ctx = EpochContext(
+        config,
+        Rank(),
+        network,
+        network,
+        make_optimizer(config, network.parameters()),
+        train_set,
+        dataset(ShardReader(digits / "test"), (FIELD, FIELD)),
+        [[0]],
+        torch.device("cpu"),
+    )
+    run_epoch(ctx, 2)
+    assert drawn == [8, 9, 10, 11] and train_set.epoch == 11
+
+
 def test_epoch_batches_are_a_seeded_permutation_without_a_short_last_batch():
     batches = epoch_batches(10, 4, seed=1, epoch=0)
     assert [len(b) for b in batches] == [4, 4]

@@ -176,3 +176,112 @@ def test_sample_ids_missing_misshapen_or_miscounted(make_split):
         with pytest.raises(ShardError) as err:
             read_sample_ids(f, path, 3)
         assert str(err.value) == f"{path}: 'sample_ids' is not a one-dimensional dataset"
+
+
+def _files(change):
+    return lambda m: change(m["files"])
+
+
+BAD_ENTRY = "(expected a new shard-NNNNN.h5, samples > 0, sha256)"
+
+
+@pytest.mark.parametrize(
+    "change, bad",
+    [
+        (_files(lambda files: files.__setitem__(0, "shard-00000.h5")), 0),
+        (_files(lambda files: files[0].update(samples=0)), 0),
+        (_files(lambda files: files[2].update(samples="1")), 2),
+        (_files(lambda files: files[2].update(samples=True)), 2),
+        (_files(lambda files: files[1].update(sha256="abc")), 1),
+        (_files(lambda files: files[2].update(file="shard-00001.h5")), 2),
+    ],
+    ids=["not-an-object", "no-samples", "samples-as-text", "samples-as-bool", "bad-sha256", "listed-twice"],
+)
+def test_a_bad_entry_of_files_is_named_in_full(make_split, change, bad):
+    folder = make_split(samples=7, per_shard=3)
+    _edit(folder, change)
+    entry = json.loads((folder / MANIFEST).read_text())["files"][bad]
+    assert _message(folder) == f'{folder / MANIFEST}: bad entry in "files": {entry!r} {BAD_ENTRY}'
+
+
+def test_a_file_of_one_sample_is_a_good_entry(make_split):
+    folder = make_split(samples=4, per_shard=3)
+    assert [f.samples for f in open_split(folder).files] == [3, 1]
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("[]", "not a JSON object"),
+        (
+            "{not json",
+            "not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
+            "re-run `sparsenet preprocess` to rebuild the split",
+        ),
+        (
+            b"\xff",
+            "not valid JSON ('utf-8' codec can't decode byte 0xff in position 0: invalid start byte); "
+            "re-run `sparsenet preprocess` to rebuild the split",
+        ),
+        (lambda m: m.update(version=True), "field 'version' is missing or not an integer"),
+        (lambda m: m.update(samples=True), "field 'samples' is missing or not an integer"),
+        (
+            lambda m: m.update(format="other"),
+            "format 'other' version 1; this sparsenet reads 'sparsenet.shard' version 1",
+        ),
+        (
+            lambda m: m.update(version=2),
+            "format 'sparsenet.shard' version 2; this sparsenet reads 'sparsenet.shard' version 1",
+        ),
+        (lambda m: m.update(files=[], samples=0), '"samples" is 0 but the files\' samples add up to another total'),
+    ],
+    ids=["array", "not-json", "not-utf8", "version-bool", "samples-bool", "format", "version", "no-files"],
+)
+def test_a_bad_manifest_is_named_in_full(make_split, content, problem):
+    folder = make_split(samples=2, per_shard=2)
+    if callable(content):
+        _edit(folder, content)
+    elif isinstance(content, bytes):
+        (folder / MANIFEST).write_bytes(content)
+    else:
+        (folder / MANIFEST).write_text(content)
+    assert _message(folder) == f"{folder / MANIFEST}: {problem}"
+
+
+def test_files_of_equal_size_and_time_are_hashed_apart(tmp_path, monkeypatch):
+    """The per-process cache of file_sha256 keys on the file's path as well as its size and time."""
+    monkeypatch.setattr(manifest_module, "_HASHED", {})
+    for name in ("a", "b"):
+        (tmp_path / name).write_bytes(name.encode() * 10)
+        os.utime(tmp_path / name, ns=(10**18, 10**18))
+    for name in ("a", "b"):
+        assert file_sha256(tmp_path / name) == hashlib.sha256(name.encode() * 10).hexdigest()
+
+
+def test_dataset_splits_are_the_sub_folders_that_look_like_splits(make_split, tmp_path):
+    """A sub-folder holding a manifest or shard files is a split (even an incomplete one, so that reading it
+    says what is wrong); hidden folders (a writer's unfinished output), empty folders and files are not."""
+    data = tmp_path / "data"
+    make_split("data/full", samples=2, per_shard=2)
+    (make_split("data/no-manifest", samples=2, per_shard=2) / MANIFEST).unlink()
+    (data / "manifest-only").mkdir()
+    (data / "manifest-only" / MANIFEST).write_text("{}")
+    make_split("data/.full.tmp-1-abcd", samples=2, per_shard=2)  # renamed into place only when complete
+    (data / "empty").mkdir()
+    (data / "notes.txt").write_text("not a split")
+    assert dataset_splits(data) == [data / "full", data / "manifest-only", data / "no-manifest"]
+    for path in (data / "full", data / "no-manifest", data / "full" / "shard-00000.h5", tmp_path / "gone"):
+        assert dataset_splits(path) == [path]
+
+
+def test_a_labels_dataset_without_a_length_names_the_file(make_split):
+    import h5py
+    import numpy as np
+
+    single = make_split(samples=2, per_shard=2) / "shard-00000.h5"
+    with h5py.File(single, "r+") as f:
+        del f["labels"]
+        f.create_dataset("labels", data=np.int64(2))
+    assert _message(single) == (
+        f"{single}: dataset 'labels' cannot be read (TypeError: Attempt to take len() of scalar dataset)"
+    )

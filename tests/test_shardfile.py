@@ -7,13 +7,23 @@ import json
 import re
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import pyfive
 import pytest
 
-from sparsenet.shardfile import ShardMeta, content_sha256, read_meta, validate_file, write_shard
+from sparsenet.shardfile import (
+    ShardMeta,
+    _first_duplicate,
+    content_sha256,
+    legacy_names,
+    read_arrays,
+    read_meta,
+    validate_file,
+    write_shard,
+)
 from sparsenet.shards import ShardError, ShardReader
 
 FIXTURE = "tests/fixtures/v1-shards-0.1.0"
@@ -360,3 +370,198 @@ def test_a_dataset_that_cannot_be_decompressed_is_named(tmp_path):
     with pytest.raises(ShardError) as err:
         validate_file(path)
     assert str(err.value).startswith(f"{path}: dataset 'features' cannot be read (")
+
+
+@pytest.mark.parametrize("make", [lambda p: None, lambda p: p.mkdir()], ids=["missing", "a-folder"])
+def test_a_path_that_is_not_a_file_is_no_shard_file(tmp_path, make):
+    path = tmp_path / "shard-00000.h5"
+    make(path)
+    with pytest.raises(ShardError) as err:
+        validate_file(str(path))
+    assert str(err.value) == f"{path}: no such shard file"
+
+
+def test_a_file_that_is_not_hdf5_is_named(tmp_path):
+    path = tmp_path / "shard-00000.h5"
+    path.write_bytes(b"definitely not hdf5" * 10)
+    with pytest.raises(ShardError) as err:
+        validate_file(path)
+    assert str(err.value).startswith(f"{path}: not a readable HDF5 file (OSError: ")
+
+
+class _UnreadableAttributes:
+    def keys(self):
+        raise OSError("bad attribute heap")
+
+
+def test_root_attributes_that_cannot_be_listed_name_the_file(tmp_path):
+    path = tmp_path / "shard-00000.h5"
+    with pytest.raises(ShardError) as err:
+        read_meta(SimpleNamespace(attrs=_UnreadableAttributes()), path)
+    assert str(err.value) == f"{path}: cannot read the root attributes (OSError: bad attribute heap)"
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (4, 0), (-1, 4), (4, -1), (2**31, 4), (4, 2**31)])
+def test_spatial_shape_outside_positive_int32_is_refused(tmp_path, shape):
+    path = _written(tmp_path)
+    _set_attr(path, "spatial_shape", np.array(shape, dtype=np.int64))
+    with h5py.File(path, "r") as f, pytest.raises(ShardError) as err:
+        read_meta(f, path)
+    problem = f"bad root attributes (ValueError: spatial_shape {list(shape)} is not two positive int32 sizes)"
+    assert str(err.value) == f"{path}: {problem}"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2**31 - 1), (2**31 - 1, 1), (2**31 - 1, 2**31 - 1)])
+def test_spatial_shape_of_one_to_int32_max_is_read(tmp_path, shape):
+    path = _written(tmp_path)
+    _set_attr(path, "spatial_shape", np.array(shape, dtype=np.int64))
+    with h5py.File(path, "r") as f:
+        assert read_meta(f, path).spatial_shape == shape
+
+
+def _as_group(name: str):
+    def damage(path):
+        with h5py.File(path, "r+") as f:
+            del f[name]
+            f.create_group(name)
+
+    return damage
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (_as_group("coords"), "'coords' is a Group, not a dataset"),
+        (_as_group("labels"), "'labels' is a Group, not a dataset"),
+        (_replace("sample_ids", np.array([b"x"], dtype="S1")), "sample_ids has 1 entries for 2 labels"),
+    ],
+    ids=["coords-group", "labels-group", "ids-miscounted"],
+)
+def test_validation_names_the_file_of_misshapen_datasets(tmp_path, damage, message):
+    path = tmp_path / "shard-00000.h5"
+    write_shard(path, PLAIN, _arrays(), ["x", "y"])
+    damage(path)
+    with pytest.raises(ShardError) as err:
+        validate_file(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+class _AttributesFail:
+    """An open shard whose datasets read but whose attributes do not."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def __contains__(self, name):
+        return name in self._f
+
+    def __getitem__(self, name):
+        return self._f[name]
+
+    @property
+    def attrs(self):
+        raise OSError("bad attribute heap")
+
+
+def test_an_unreadable_content_checksum_names_the_file(tmp_path):
+    path = _written(tmp_path)
+    with h5py.File(path, "r") as f, pytest.raises(ShardError) as err:
+        read_arrays(_AttributesFail(f), path, read_meta(f, path))
+    assert str(err.value) == f"{path}: attribute content_sha256 cannot be read (OSError: bad attribute heap)"
+
+
+@pytest.mark.parametrize("ids, named", [(["first", "second"], "second"), (["", ""], "no id")])
+def test_duplicate_site_message_in_full(tmp_path, ids, named):
+    path = tmp_path / "dup.h5"
+    write_shard(path, META, _arrays(coords=[[0, 0], [1, 2], [1, 2]], offsets=[0, 1, 3]), ids)
+    with pytest.raises(ShardError) as err:
+        validate_file(path)
+    assert str(err.value) == f"{path}: sample 1 ({named}) has the site (y=1, x=2) twice; sites MUST be unique"
+
+
+def test_sites_of_a_wide_field_are_told_apart_and_counted(tmp_path):
+    """On a 2x5 field (0, 2) and (1, 0) are different sites: rows are W = 5 sites long, not H = 2."""
+    path = tmp_path / "wide.h5"
+    arrays = _arrays(coords=[[0, 2], [1, 0], [1, 4]], offsets=[0, 2, 3])
+    write_shard(path, ShardMeta((2, 5), 3, ("a", "b")), arrays, ["x", "y"])
+    meta, count, sites = validate_file(path)
+    assert meta.spatial_shape == (2, 5) and count == 2 and sites.tolist() == [2, 1]
+
+
+def _first_twice(samples: list[list[tuple[int, int]]]) -> tuple[int, int, int] | None:
+    """The reference: the lowest (sample, y, x) of a site held twice by one sample."""
+    for i, sites in enumerate(samples):
+        twice = sorted({site for site in sites if sites.count(site) > 1})
+        if twice:
+            return (i, *twice[0])
+    return None
+
+
+def test_first_duplicate_is_the_lowest_sample_then_row_then_column():
+    """Random small samples on fields of every shape, sorted or not, with and without repeated sites,
+    against the brute-force reference; sites shared by two samples are not duplicates."""
+    rng = np.random.default_rng(0)
+    found = set()
+    for _ in range(400):
+        h, w = (int(v) for v in rng.integers(1, 7, size=2))
+        samples = []
+        for _ in range(int(rng.integers(0, 5))):
+            count = int(rng.integers(1, 6))
+            keys = rng.choice(h * w, size=count, replace=bool(rng.integers(2)) or count > h * w)
+            keys = np.sort(keys) if rng.integers(2) else keys
+            samples.append([(int(k) // w, int(k) % w) for k in keys])
+        coords = np.array([site for sites in samples for site in sites], dtype=np.int64).reshape(-1, 2)
+        owner = np.repeat(np.arange(len(samples), dtype=np.int64), np.array([len(s) for s in samples], dtype=np.int64))
+        want = _first_twice(samples)
+        assert _first_duplicate(coords, owner) == want, (h, w, samples)
+        found.add(want is None)
+    assert found == {True, False}
+
+
+def test_first_duplicate_does_not_overflow_on_the_largest_field():
+    """Sides of 2**31 - 1 are valid; five samples' sites there, none repeated, are not a duplicate."""
+    side = 2**31 - 1
+    coords = np.array([[0, 0], [side - 1, 0], [1, 1], [1, 0], [2, 2], [8, 4]], dtype=np.int64)
+    owner = np.array([0, 1, 2, 2, 3, 4], dtype=np.int64)
+    assert _first_duplicate(coords, owner) is None
+    assert _first_duplicate(np.concatenate([coords, [[side - 1, side - 1]] * 2]), np.r_[owner, 4, 4]) == (
+        4,
+        side - 1,
+        side - 1,
+    )
+
+
+def test_sample_ids_read_as_str_and_undecodable_ones_name_the_file(tmp_path):
+    path = _written(tmp_path)
+    with h5py.File(path, "r") as f:
+        ids = read_arrays(f, path, META)[1]
+    assert ids.tolist() == ["x", "ÿ-long id"] and {type(i) for i in ids} == {str}
+    _replace("sample_ids", np.array([b"\xff", b"y"], dtype="S1"))(path)
+    with pytest.raises(ShardError) as err:
+        validate_file(path)
+    assert str(err.value).startswith(f"{path}: dataset 'sample_ids' cannot be read (UnicodeDecodeError: ")
+
+
+@pytest.mark.parametrize(
+    "converter, params, names",
+    [
+        ("preprocess.masked", {"dataset": "mnist", "sparsity": 0.5}, ("masked", "masked-mnist")),
+        ("sparsenet.converters.masked", {"dataset": "mnist"}, ("masked", "masked-mnist")),
+        ("mnist", {}, ("mnist", "mnist")),
+    ],
+)
+def test_legacy_names_take_the_last_part_of_a_module_path(converter, params, names):
+    assert legacy_names(converter, params) == names
+
+
+def test_sites_of_the_largest_field_are_told_apart(tmp_path):
+    """Sites y * W + x apart by one on a field of int32-max sides: their keys (about 2**61) need exact integers."""
+    from sparsenet.shardfile import check_sample
+
+    side = 2**31 - 1
+    meta = ShardMeta((side, side), 3, ("a", "b"))
+    coords = np.array([[2**30, 0], [2**30, 1], [side - 1, side - 1]], dtype=np.int32)
+    check_sample(meta, coords, np.zeros((3, 2)), 0)
+    path = tmp_path / "large.h5"
+    write_shard(path, meta, _arrays(coords=coords, offsets=[0, 2, 3]), ["x", "y"])
+    assert validate_file(path)[1] == 2

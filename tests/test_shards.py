@@ -263,3 +263,107 @@ def test_reader_of_several_folders_indexes_and_bounds(tmp_path, make_split):
         with pytest.raises(IndexError) as err:
             reader[index]
         assert str(err.value) == f"sample {index} out of range for 7 samples"
+
+
+def test_a_cache_hit_makes_its_shard_the_most_recently_used(make_split):
+    reader = ShardReader(make_split(samples=7, per_shard=3), cache_shards=2)
+    first = reader.shard(0)[0]
+    reader.shard(1)
+    assert reader.shard(0)[0] is first and reader.cached() == [1, 0]  # not read again
+    reader.shard(2)  # evicts shard 1, the least recently used
+    assert reader.cached() == [0, 2] and reader.shard(0)[0] is first
+    assert [reader.start(k) for k in range(3)] == [0, 3, 6]
+
+
+def _edit_manifest(folder, change):
+    path = folder / MANIFEST
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("ids, expected", [(("r1", "r1"), "r1"), (("r1", "r2"), None), (("r1", None), None)])
+def test_run_id_of_several_splits_is_theirs_only_when_they_agree(make_split, ids, expected):
+    folders = [make_split(name, samples=2, per_shard=2) for name in ("a", "b")]
+    for folder, run_id in zip(folders, ids):
+        if run_id is not None:
+            _edit_manifest(folder, lambda m, run_id=run_id: m.update(run_id=run_id))
+    assert ShardReader(folders).run_id == expected
+
+
+def _rehash(folder):
+    """Make the manifest list the shards' current SHA-256, so a damaged shard gets past that check."""
+    import hashlib
+
+    def update(manifest):
+        for entry in manifest["files"]:
+            entry["sha256"] = hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest()
+
+    _edit_manifest(folder, update)
+
+
+def _with_h5(change):
+    def damage(path):
+        import h5py
+
+        with h5py.File(path, "r+") as f:
+            change(f)
+
+    return damage
+
+
+def _replace_labels(f):
+    del f["labels"]
+    f.create_dataset("labels", data=np.array([0, 1, 3], dtype=np.int64))
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (
+            _with_h5(lambda f: f.attrs.__setitem__("class_names", ["0", "1", "2"])),
+            "does not match {first} (spatial shape, classes or features differ)",
+        ),
+        (
+            _with_h5(lambda f: f.attrs.__setitem__("format", "anndata")),
+            "not a sparsenet shard (attribute format='anndata', expected 'sparsenet.shard')",
+        ),
+        (_with_h5(_replace_labels), "labels outside 0..2"),
+    ],
+    ids=["other-classes", "foreign", "bad-labels"],
+)
+def test_a_bad_shard_is_named_when_it_is_loaded(make_split, damage, problem):
+    folder = make_split(samples=7, per_shard=3)
+    damage(folder / "shard-00001.h5")
+    _rehash(folder)
+    reader = ShardReader(folder)  # reads the first shard only
+    with pytest.raises(ShardError) as err:
+        reader.shard(1)
+    first = folder / "shard-00000.h5"
+    assert str(err.value) == f"{folder / 'shard-00001.h5'}: {problem.format(first=first)}"
+
+
+def test_the_first_shard_and_the_manifests_are_checked_when_the_reader_opens(make_split):
+    folder = make_split(samples=7, per_shard=3)
+    first = folder / "shard-00000.h5"
+    _edit_manifest(folder, lambda m: m.update(feature_names=["a", "c"]))
+    with pytest.raises(ShardError) as err:
+        ShardReader(folder)
+    assert str(err.value) == f"{folder / MANIFEST}: does not describe {first}'s field and features"
+    _with_h5(lambda f: f.attrs.__setitem__("format", "anndata"))(first)
+    with pytest.raises(ShardError) as err:
+        ShardReader(folder)
+    assert str(err.value) == f"{first}: not a sparsenet shard (attribute format='anndata', expected 'sparsenet.shard')"
+
+
+def test_the_cache_holds_eight_shards_by_default_and_may_hold_one(many_shards):
+    reader = ShardReader(many_shards)
+    for k in range(10):
+        reader.shard(k)
+    assert reader.cache_shards == 8 and reader.cached() == list(range(2, 10))
+    single = ShardReader(many_shards, cache_shards=1)
+    assert [single.shard(k)[1].tolist() for k in (0, 1)] == [["s0", "s1"], ["s2", "s3"]]
+    assert single.cached() == [1]
+    with pytest.raises(ValueError) as err:
+        ShardReader(many_shards, cache_shards=0)
+    assert str(err.value) == "cache_shards must be at least 1, got 0"

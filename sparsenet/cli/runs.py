@@ -26,7 +26,10 @@ from sparsenet.cli._types import EXISTING, EXISTING_DIR, NEW_DIR, NEW_FILE, POSI
 @option("--out", type=NEW_DIR, help="Run folder [default: runs/<dataset>-<model>].")
 @option("--model", type=MODELS, help="Network (see sparsenet.models.list_models()) [default: per dataset].")
 @MODEL_ARG
-@option("--epochs", type=POSITIVE, help="Passes over the training split.")
+@option(
+    "--epochs", type=POSITIVE, help="Epochs: the lr is set, the test split scored and a checkpoint saved per epoch."
+)
+@option("--passes-per-epoch", type=POSITIVE, help="Passes over the training split per epoch [default: 1].")
 @option("--batch-size", type=POSITIVE, help="Global batch size (the same for any --procs).")
 @option(
     "--optimizer",
@@ -46,7 +49,7 @@ from sparsenet.cli._types import EXISTING, EXISTING_DIR, NEW_DIR, NEW_FILE, POSI
 @option(
     "--augment",
     type=LazyChoice(_constant("sparsenet.augment", "AUGMENTATIONS")),
-    help="Training augmentation: affine (strokes), shift (±2 px, MNIST), none.",
+    help="Training augmentation: affine (strokes), affine-wide (Graham's wider ranges), shift (±2 px, MNIST), none.",
 )
 @option("--seed", type=int, help="Seed of weights, sample order, augmentation and dropout.")
 @option("--device", type=DEVICES, help="Where to train [default: auto = CUDA if present].")

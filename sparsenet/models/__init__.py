@@ -21,10 +21,10 @@ Every model has ``input_kind`` — ``"sparse"`` (``forward(SparseConvTensor)``),
 (``forward(x [B, C, H, W])``) or ``"dense-mask"`` (``forward(x [B, C, H, W], mask [B, 1, H, W])``)
 — ``input_size()`` returning the ``(H, W)`` it needs, ``in_channels`` and ``num_classes``; forward
 returns logits ``[B, num_classes]``. Builders are keyword-only, all take ``in_channels`` and
-``num_classes``; ``deepcnet*`` also ``l``, ``k``, ``conv`` ("sparse" | "submanifold") and
-``dropout``; ``sinet-*``/``convnet-*`` also ``image_size`` (training defaults it to the shards'
-field); ``parameters(name)`` lists a builder's keywords. ``copy_to_dense_twin(sparse, dense)``
-gives a dense twin the sparse network's parameters.
+``num_classes``; ``deepcnet*`` also ``l``, ``k``, ``conv`` ("sparse" | "submanifold"),
+``dropout``, ``leak`` and ``batchnorm``; ``sinet-*``/``convnet-*`` also ``image_size`` (training
+defaults it to the shards' field); ``parameters(name)`` lists a builder's keywords.
+``copy_to_dense_twin(sparse, dense)`` gives a dense twin the sparse network's parameters.
 """
 
 from sparsenet.models import deepcnet, sparsity_invariant, vgg

@@ -70,11 +70,12 @@ class LayerFactory:
             return sc.SparseInverseConv2d(cin, cout, k, indice_key=key, bias=bias)
         return nn.ConvTranspose2d(cin, cout, k, stride, bias=bias)
 
-    def max_pool(self, k: int, stride: int, *, key: str | None = None) -> nn.Module:
-        """``k x k`` max-pooling; every family pools only after a ReLU (non-negative input).
+    def max_pool(self, k: int, stride: int, *, key: str | None = None, nonnegative: bool = True) -> nn.Module:
+        """``k x k`` max-pooling. ``nonnegative``: its input comes from a ReLU, so spconv's kernel,
+        which pools ``max(0, window)``, is exact; otherwise the exact signed pooling is used.
         ``key`` names its rulebook as for ``conv``."""
         if self.sparse:
-            return sc.SparseMaxPool2d(k, stride, nonnegative_input=True, indice_key=key)
+            return sc.SparseMaxPool2d(k, stride, nonnegative_input=nonnegative, indice_key=key)
         return nn.MaxPool2d(k, stride)
 
     def batch_norm(self, channels: int) -> nn.Module:

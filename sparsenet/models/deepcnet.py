@@ -10,6 +10,10 @@ every convolution. For ``l = 5``: 96→94→47→46→23→22→11→10→5→4�
 convolutions ('same' size), so pooling alone halves the grid (96→96→48→…→3), and layer ``l+1`` is a
 3x3 valid convolution to 1x1; the field is still ``3·2^l``.
 
+Two ingredients of Graham's later code, off by default: ``leak`` > 0 replaces the ReLUs by leaky
+ReLUs of that negative slope (his "very leaky" ReLU has 1/3), and ``batchnorm`` puts a BatchNorm
+between every convolution and its activation (not in the paper; it lets plain SGD train the net).
+
 Dropout has ``l + 2`` slots: the inputs of the ``l + 1`` convolutions, then the classifier's input.
 A number ``p`` means Graham's linear schedule, ``p·min(i, l)/l`` in slot ``i = 0..l+1`` (no dropout
 on the input, ``p`` on the last two); a list gives every slot, e.g. the seed's
@@ -63,30 +67,43 @@ class DeepCNet(TrunkNet):
         num_classes: int,
         conv: ConvKind,
         dropout: float | Sequence[float],
+        leak: float = 0.0,
+        batchnorm: bool = False,
     ) -> None:
         super().__init__(sparse=factory.sparse, in_channels=in_channels, num_classes=num_classes)
         if l < 1 or k < 1:
             raise ValueError(f"DeepCNet needs l >= 1 and k >= 1; got l={l}, k={k}")
         if conv not in ("sparse", "submanifold"):
             raise ValueError(f"conv must be 'sparse' or 'submanifold'; got {conv!r}")
-        self.l, self.k, self.conv = l, k, conv
+        if not 0 <= leak < 1:
+            raise ValueError(f"leak is the leaky ReLU's negative slope, in [0, 1); got {leak}")
+        self.l, self.k, self.conv, self.leak, self.batchnorm = l, k, conv, leak, batchnorm
         schedule = dropout_schedule(l, dropout)
         layers: list[nn.Module] = []
         channels = in_channels
         for i in range(1, l + 2):
+            bias = not batchnorm  # BatchNorm's shift replaces the bias
             if conv == "sparse":
-                layer = factory.conv(channels, i * k, 3 if i == 1 else 2)
+                layer = factory.conv(channels, i * k, 3 if i == 1 else 2, bias=bias)
             else:
-                layer = factory.subm(channels, i * k, 3) if i <= l else factory.conv(channels, i * k, 3)
-            layers += [*_maybe_dropout(schedule[i - 1]), layer, nn.ReLU()]
+                layer = (
+                    factory.subm(channels, i * k, 3, bias=bias)
+                    if i <= l
+                    else factory.conv(channels, i * k, 3, bias=bias)
+                )
+            layers += [*_maybe_dropout(schedule[i - 1]), layer, *([factory.batch_norm(i * k)] if batchnorm else [])]
+            layers.append(nn.LeakyReLU(leak) if leak else nn.ReLU())
             if i <= l:
-                layers.append(factory.max_pool(2, 2))
+                layers.append(factory.max_pool(2, 2, nonnegative=not leak))
             channels = i * k
         self.trunk = factory.sequential(*layers)
         self.classifier = nn.Sequential(*_maybe_dropout(schedule[l + 1]), nn.Linear(channels, num_classes))
 
     def extra_repr(self) -> str:
-        return f"l={self.l}, k={self.k}, conv={self.conv!r}, input_kind={self.input_kind!r}"
+        return (
+            f"l={self.l}, k={self.k}, conv={self.conv!r}, leak={self.leak}, batchnorm={self.batchnorm}, "
+            f"input_kind={self.input_kind!r}"
+        )
 
 
 _BUILDER_ARGS = """
@@ -99,6 +116,8 @@ _BUILDER_ARGS = """
         conv: ``"sparse"`` (valid convolutions, as in the paper) or ``"submanifold"`` (3x3 'same'
             convolutions; see the module docstring).
         dropout: ``p`` for Graham's linear schedule or ``l + 2`` explicit probabilities.
+        leak: negative slope of leaky ReLUs (0: ReLU; Graham's "very leaky" 1/3).
+        batchnorm: a BatchNorm after every convolution (not in the paper).
 """
 
 
@@ -113,8 +132,20 @@ def _builder(factory: LayerFactory, name: str, summary: str) -> Callable[..., De
         num_classes: int = 10,
         conv: ConvKind = "sparse",
         dropout: float | Sequence[float] = 0.0,
+        leak: float = 0.0,
+        batchnorm: bool = False,
     ) -> DeepCNet:
-        return DeepCNet(factory, l=l, k=k, in_channels=in_channels, num_classes=num_classes, conv=conv, dropout=dropout)
+        return DeepCNet(
+            factory,
+            l=l,
+            k=k,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            conv=conv,
+            dropout=dropout,
+            leak=leak,
+            batchnorm=batchnorm,
+        )
 
     builder.__name__ = builder.__qualname__ = name.replace("-", "_")
     builder.__doc__ = summary + _BUILDER_ARGS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sparsenet import models
@@ -131,3 +132,65 @@ def test_wrong_field_names_both_sizes(sample) -> None:
         model(sample(1, 1, 28, 0.1, dtype=torch.float32).sparse)
     with pytest.raises(ValueError, match="conv must be"):
         models.build("deepcnet", conv="dense")
+
+
+def masked_reference(dense_net: nn.Module, x: torch.Tensor, mask: torch.Tensor, leak: float) -> torch.Tensor:
+    """Graham's sparse DeepCNet written with torch.nn.functional on dense arrays: a valid convolution's
+    output site is active when its window holds an active site, inactive sites are 0 after the
+    activation and take no part in a maximum. ``x`` [B, C, H, W], ``mask`` [B, 1, H, W] -> logits."""
+    for module in dense_net.trunk:
+        if isinstance(module, nn.Conv2d):
+            x = F.conv2d(x, module.weight, module.bias)
+            mask = F.max_pool2d(mask, module.kernel_size, stride=1)
+        elif isinstance(module, nn.LeakyReLU):
+            x = torch.where(mask > 0, F.leaky_relu(x, leak), 0.0)
+        elif isinstance(module, nn.MaxPool2d):
+            x = F.max_pool2d(torch.where(mask > 0, x, -torch.inf), 2)
+            mask = F.max_pool2d(mask, 2)
+            x = torch.where(mask > 0, x, 0.0)
+    return dense_net.classifier(x.flatten(1))
+
+
+def test_leaky_relus_and_signed_pooling_equal_a_masked_dense_reference(sample) -> None:
+    torch.manual_seed(0)
+    sparse = models.build("deepcnet", l=3, k=3, num_classes=5, leak=1 / 3).double().eval()
+    dense = models.build("deepcnet-dense", l=3, k=3, num_classes=5, leak=1 / 3).double().eval()
+    models.copy_to_dense_twin(sparse, dense)
+    s = sample(2, 1, 24, 0.1)
+    features = s.sparse.features.clone().requires_grad_()
+    dense_in = s.dense.clone().requires_grad_()
+    logits = sparse(s.sparse.replace_feature(features))
+    expected = masked_reference(dense, dense_in, s.mask, 1 / 3)
+    torch.testing.assert_close(logits, expected)
+    assert not torch.allclose(logits, dense(s.dense), atol=1e-3)  # the zeros of inactive sites would change it
+    upstream = torch.randn(logits.shape, dtype=logits.dtype, generator=torch.Generator().manual_seed(1))
+    (grad,) = torch.autograd.grad((logits * upstream).sum(), features)
+    (dense_grad,) = torch.autograd.grad((expected * upstream).sum(), dense_in)
+    b, y, x = s.sparse.indices.long().unbind(1)
+    torch.testing.assert_close(grad, dense_grad[b, :, y, x])
+
+
+def test_batchnorm_and_leaky_relus_equal_the_dense_twin_on_a_full_input(sample) -> None:
+    torch.manual_seed(0)
+    sparse = models.build("deepcnet", l=3, k=4, leak=0.25, batchnorm=True).double().train()
+    dense = models.build("deepcnet-dense", l=3, k=4, leak=0.25, batchnorm=True).double().train()
+    models.copy_to_dense_twin(sparse, dense)
+    norms = [m for m in sparse.trunk if isinstance(m, nn.BatchNorm1d)]
+    assert [m.num_features for m in norms] == [4, 8, 12, 16]
+    assert all(m.bias is None for m in sparse.trunk if isinstance(m, sc.SparseConv2d))
+    s = sample(3, 1, 24, 1.0)
+    features = s.sparse.features.clone().requires_grad_()
+    dense_in = s.dense.clone().requires_grad_()
+    logits = sparse(s.sparse.replace_feature(features))
+    expected = dense(dense_in)
+    torch.testing.assert_close(logits, expected)
+    (grad,) = torch.autograd.grad(logits.square().sum(), features)
+    (dense_grad,) = torch.autograd.grad(expected.square().sum(), dense_in)
+    b, y, x = s.sparse.indices.long().unbind(1)
+    torch.testing.assert_close(grad, dense_grad[b, :, y, x])
+
+
+@pytest.mark.parametrize("leak", [-0.1, 1.0])
+def test_a_leak_outside_0_1_is_refused(leak: float) -> None:
+    with pytest.raises(ValueError, match=f"negative slope, in \\[0, 1\\); got {leak}"):
+        models.build("deepcnet", leak=leak)
