@@ -518,6 +518,13 @@ def test_first_duplicate_is_the_lowest_sample_then_row_then_column():
     assert found == {True, False}
 
 
+def test_first_duplicate_finds_a_repeat_among_rows_that_go_up_and_right():
+    """Rows (1, 0), (0, 1), (1, 0): every step moves right, but y falls, so the rows are not in
+    row-major order and the repeat of (1, 0) must be looked for."""
+    coords = np.array([[1, 0], [0, 1], [1, 0]], dtype=np.int64)
+    assert _first_duplicate(coords, np.zeros(3, dtype=np.int64)) == (0, 1, 0)
+
+
 def test_first_duplicate_does_not_overflow_on_the_largest_field():
     """Sides of 2**31 - 1 are valid; five samples' sites there, none repeated, are not a duplicate."""
     side = 2**31 - 1
