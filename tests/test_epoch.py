@@ -60,6 +60,16 @@ def mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return (torch.logsumexp(logits, dim=1) - picked).mean()
 
 
+def epoch_context(config: TrainConfig, network: nn.Module, digits: Path, test_batches: list[list[int]]) -> EpochContext:
+    """A one-process context training ``network`` with ``config``'s optimizer on the digits' splits."""
+    train_set = dataset(ShardReader(digits / "train"), (FIELD, FIELD))
+    test_set = dataset(ShardReader(digits / "test"), (FIELD, FIELD))
+    optimizer = make_optimizer(config, network.parameters())
+    return EpochContext(
+        config, Rank(), network, network, optimizer, train_set, test_set, test_batches, torch.device("cpu")
+    )
+
+
 def test_an_epoch_takes_one_plain_sgd_step_on_the_mean_loss_at_the_epochs_lr(digits, tmp_path):
     config = TrainConfig(
         data=str(digits),
@@ -77,12 +87,8 @@ def test_an_epoch_takes_one_plain_sgd_step_on_the_mean_loss_at_the_epochs_lr(dig
     )
     network = Flat()
     before = {k: v.clone() for k, v in network.state_dict().items()}
-    train_set = dataset(ShardReader(digits / "train"), (FIELD, FIELD))
-    test_set = dataset(ShardReader(digits / "test"), (FIELD, FIELD))
-    optimizer = make_optimizer(config, network.parameters())
-    ctx = EpochContext(
-        config, Rank(), network, network, optimizer, train_set, test_set, in_batches(range(6), 4), torch.device("cpu")
-    )
+    ctx = epoch_context(config, network, digits, in_batches(range(6), 4))
+    optimizer = ctx.optimizer
     row, test = run_epoch(ctx, 2)
 
     x, labels = images(digits / "train")
@@ -126,13 +132,7 @@ def test_an_epoch_of_three_passes_takes_three_steps_at_one_lr_and_tallies_every_
     network = Flat()
     reference = Flat()
     reference.load_state_dict(network.state_dict())
-    train_set = dataset(ShardReader(digits / "train"), (FIELD, FIELD))
-    test_set = dataset(ShardReader(digits / "test"), (FIELD, FIELD))
-    optimizer = make_optimizer(config, network.parameters())
-    ctx = EpochContext(
-        config, Rank(), network, network, optimizer, train_set, test_set, in_batches(range(6), 6), torch.device("cpu")
-    )
-    row, _ = run_epoch(ctx, 1)
+    row, _ = run_epoch(epoch_context(config, network, digits, in_batches(range(6), 6)), 1)
 
     x, labels = images(digits / "train")
     lr = 0.5 * math.exp(-0.3)  # epoch 1's lr for all three passes
@@ -161,21 +161,9 @@ def test_the_passes_of_an_epoch_draw_the_orders_of_consecutive_pass_numbers(digi
         "sparsenet.epoch.epoch_batches", lambda n, size, seed, number: drawn.append(number) or [list(range(n))]
     )
     config = TrainConfig(data=str(digits), out=str(tmp_path), model="flat", passes_per_epoch=4, batch_size=9)
-    network = Flat()
-    train_set = dataset(ShardReader(digits / "train"), (FIELD, FIELD))
-    ctx = EpochContext(
-        config,
-        Rank(),
-        network,
-        network,
-        make_optimizer(config, network.parameters()),
-        train_set,
-        dataset(ShardReader(digits / "test"), (FIELD, FIELD)),
-        [[0]],
-        torch.device("cpu"),
-    )
+    ctx = epoch_context(config, Flat(), digits, [[0]])
     run_epoch(ctx, 2)
-    assert drawn == [8, 9, 10, 11] and train_set.epoch == 11
+    assert drawn == [8, 9, 10, 11] and ctx.train_set.epoch == 11
 
 
 def test_epoch_batches_are_a_seeded_permutation_without_a_short_last_batch():

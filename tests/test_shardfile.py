@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
@@ -320,16 +321,22 @@ ARRAY_PROBLEMS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "damage,message", ARRAY_PROBLEMS, ids=[f"{i}-{m[:24]}" for i, (_, m) in enumerate(ARRAY_PROBLEMS)]
-)
-def test_validation_messages_in_full(tmp_path, damage, message):
-    path = tmp_path / "shard-00000.h5"
+def validation_error(folder: Path, damage) -> tuple[Path, str]:
+    """(path, the ShardError message of ``validate_file``) for a plain shard in ``folder`` after ``damage(path)``."""
+    path = folder / "shard-00000.h5"
     write_shard(path, PLAIN, _arrays(), ["x", "y"])
     damage(path)
     with pytest.raises(ShardError) as err:
         validate_file(path)
-    assert str(err.value).startswith(f"{path}: {message}")
+    return path, str(err.value)
+
+
+@pytest.mark.parametrize(
+    "damage,message", ARRAY_PROBLEMS, ids=[f"{i}-{m[:24]}" for i, (_, m) in enumerate(ARRAY_PROBLEMS)]
+)
+def test_validation_messages_in_full(tmp_path, damage, message):
+    path, error = validation_error(tmp_path, damage)
+    assert error.startswith(f"{path}: {message}")
 
 
 def test_optional_attributes_and_the_checksum_may_be_absent(tmp_path):
@@ -438,12 +445,8 @@ def _as_group(name: str):
     ids=["coords-group", "labels-group", "ids-miscounted"],
 )
 def test_validation_names_the_file_of_misshapen_datasets(tmp_path, damage, message):
-    path = tmp_path / "shard-00000.h5"
-    write_shard(path, PLAIN, _arrays(), ["x", "y"])
-    damage(path)
-    with pytest.raises(ShardError) as err:
-        validate_file(path)
-    assert str(err.value) == f"{path}: {message}"
+    path, error = validation_error(tmp_path, damage)
+    assert error == f"{path}: {message}"
 
 
 class _AttributesFail:
