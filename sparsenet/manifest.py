@@ -77,7 +77,9 @@ def file_sha256(path: Path) -> str:
 
 
 def check_sha256(shard: ShardFile) -> None:
-    """Raise :class:`ShardError` if ``shard``'s file does not have the SHA-256 its manifest lists."""
+    """Raise :class:`ShardError` if ``shard``'s file is gone or does not have the SHA-256 its manifest lists."""
+    if not shard.path.is_file():  # deleted after the split was opened
+        raise ShardError(shard.path, f"listed in {MANIFEST} but missing")
     if shard.sha256 is not None and file_sha256(shard.path) != shard.sha256:
         raise ShardError(shard.path, f"SHA-256 differs from {MANIFEST}: the file was modified or is corrupt")
 

@@ -343,6 +343,15 @@ def test_a_bad_shard_is_named_when_it_is_loaded(make_split, damage, problem):
     assert str(err.value) == f"{folder / 'shard-00001.h5'}: {problem.format(first=first)}"
 
 
+def test_a_shard_deleted_after_the_reader_opened_is_named_when_it_is_loaded(make_split):
+    folder = make_split(samples=7, per_shard=3)
+    reader = ShardReader(folder)
+    (folder / "shard-00001.h5").unlink()
+    with pytest.raises(ShardError) as err:
+        reader.shard(1)
+    assert str(err.value) == f"{folder / 'shard-00001.h5'}: listed in {MANIFEST} but missing"
+
+
 def test_the_first_shard_and_the_manifests_are_checked_when_the_reader_opens(make_split):
     folder = make_split(samples=7, per_shard=3)
     first = folder / "shard-00000.h5"
