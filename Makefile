@@ -64,7 +64,7 @@ CALTECH_MODELS ?= sinet-caltech convnet-caltech
 CALTECH_ARGS ?=
 CALTECH224_SPARSITIES ?= 0.7 0.5
 
-.PHONY: train-assamese train-assamese-long assamese-ablation train-assamese-deepcnet train-assamese-deepcnet-graham \
+.PHONY: train-assamese train-assamese-long assamese-ablation train-assamese-deepcnet train-assamese-deepcnet-graham assamese-deepcnet-ablation \
 	train-mnist train-mnist-dropout train-mnist-dropout-k40 sparsity-sweep caltech-sweep caltech-224
 
 $(DATA)/assamese/test/manifest.json: | setup
@@ -115,6 +115,16 @@ ASSAMESE_DEEPCNET_ARGS := --model deepcnet --model-arg l=6 --model-arg k=32 --mo
 	--model-arg batchnorm=true --augment affine-wide --epochs 100 --lr-decay 0.05
 train-assamese-deepcnet-graham: $(DATA)/assamese/test/manifest.json
 	$(call train-and-eval,$(DATA)/assamese,$(RUNS)/assamese-deepcnet-graham,$(ASSAMESE_DEEPCNET_ARGS) $(TRAIN_ARGS))
+
+# What each of Graham's ingredients buys: the recipe above, then with one taken out (leak, wide
+# distortions, the sixth level); about 22 min per arm, table in $(RUNS)/deepcnet-ablation/report.md.
+deepcnet-arm = $(call train-or-resume,$(DATA)/assamese,$(RUNS)/deepcnet-ablation/$(1),$(ASSAMESE_DEEPCNET_ARGS) $(2))
+assamese-deepcnet-ablation: $(DATA)/assamese/test/manifest.json
+	$(call deepcnet-arm,full,)
+	$(call deepcnet-arm,no-leak,--model-arg leak=0)
+	$(call deepcnet-arm,affine,--augment affine)
+	$(call deepcnet-arm,l5,--model-arg l=5)
+	$(SN) report $(RUNS)/deepcnet-ablation
 
 # The encoding and augmentation ablation of docs/RESULTS.md: three 30-epoch runs of the sparse VGG
 # (the lr falls by e^-3.9, as in a shortened full schedule), about 4 min each; table in $(RUNS)/ablation/report.md.
