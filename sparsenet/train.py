@@ -284,15 +284,27 @@ def _start_files(state: Checkpoint, network, optimizer, resume: bool, command: l
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         _save_state(state, network, optimizer, CHECKPOINT)
+    started_by = _recorded_command(run_dir / CONFIG_JSON) if resume else None
     record = {
         "config": state.config.to_dict(),
         "data": state.data,
         "data_identity": state.data_identity,
         "versions": versions(),
-        "command": command,
+        "command": started_by or command,  # the command that trained it, not the latest --resume
     }
+    if started_by and started_by != command:
+        record["resumed_with"] = command
     _write_text(run_dir / CONFIG_JSON, json.dumps(record, indent=1, allow_nan=False) + "\n")
     _write_metrics(state)
+
+
+def _recorded_command(path: Path) -> list[str] | None:
+    """The command line an earlier config.json records, or None if there is none to read."""
+    try:
+        command = json.loads(path.read_text(encoding="utf-8")).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return command if isinstance(command, list) and all(isinstance(a, str) for a in command) else None
 
 
 def _finish_epoch(state: Checkpoint, network, optimizer, test: Tally, row: dict) -> None:

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import zipfile
 
 import h5py
@@ -385,6 +386,20 @@ def test_threads_are_recorded_and_may_change_on_resume(strokes, tmp_path):
     assert json.loads((run / "config.json").read_text())["config"]["threads"] == 2
     training.resume(run, epochs=2, threads="auto")
     assert ckpt_io.load(run / "checkpoint.pt").config.threads == 1  # auto: one thread for a sparse network
+
+
+@pytest.mark.parametrize("procs", [1, 2])
+def test_config_json_keeps_the_command_that_started_the_run(strokes, tmp_path, monkeypatch, procs):
+    start = ["sparsenet", "train", "--data", str(strokes / "data"), "--seed", "3"]
+    monkeypatch.setattr(sys, "argv", start)
+    run = training.train(config(strokes / "data", tmp_path / "run", epochs=1, procs=procs))
+    record = json.loads((run / "config.json").read_text())
+    assert record["command"] == start and "resumed_with" not in record  # the ranks' restart is not a resume
+    again = ["sparsenet", "train", "--resume", str(run), "--epochs", "2"]
+    monkeypatch.setattr(sys, "argv", again)
+    training.resume(run, epochs=2)
+    record = json.loads((run / "config.json").read_text())
+    assert record["command"] == start and record["resumed_with"] == again
 
 
 def test_a_data_folder_name_that_is_not_utf8_is_shown(tmp_path):
