@@ -4,7 +4,8 @@
 
     config.json     {"config": TrainConfig fields, "data": the shards' description,
                      "data_identity": the splits' manifest run ids and checksums,
-                     "versions": {python, torch, spconv, numpy, sparsenet}, "command": argv}
+                     "versions": {python, torch, spconv, numpy, sparsenet}, "command": the argv
+                     that started the run, "resumed_with": the latest --resume argv (if any)}
     metrics.jsonl   one JSON object per finished epoch: epoch, lr, train/test loss and error,
                     test top-5 error, seconds, samples_per_s, procs, profile (seconds per stage)
     curves.png      loss and error per epoch (from metrics.jsonl)
