@@ -162,7 +162,7 @@ sparsity-sweep: $(foreach s,$(SWEEP_SPARSITIES),$(DATA)/masked-mnist-$(s)/test/m
 caltech-sweep: $(foreach s,$(CALTECH_SPARSITIES),$(DATA)/masked-caltech101-$(s)/test/manifest.json)
 	$(call sweep,caltech101,$(CALTECH_SPARSITIES),$(CALTECH_MODELS),$(RUNS)/caltech-sweep,$(CALTECH_ARGS))
 
-# The same at the published 224x224, sparsities 0.7 and 0.5 (~30 min per run; ~2 hours in all).
+# The same at the published 224x224, sparsities 0.7 and 0.5 (~1 hour per run; ~4 hours in all).
 caltech-224: $(foreach s,$(CALTECH224_SPARSITIES),$(DATA)/masked-caltech101-224-$(s)/test/manifest.json)
 	$(call sweep,caltech101-224,$(CALTECH224_SPARSITIES),$(CALTECH_MODELS),$(RUNS)/caltech-224,$(CALTECH_ARGS))
 
