@@ -4,8 +4,9 @@
 ``metrics.jsonl``), writes ``report.md`` (model, data, sparsity, epochs, final and best test
 error) and, when the runs' shards record a ``sparsity`` (``sparsenet preprocess masked``),
 ``sparsity.png``: final test error against sparsity, one line per network (Uhrig et al.,
-3DV 2017, Table 3). The final epoch's error is the headline: picking the best epoch by test
-error would select on the test set.
+3DV 2017, Table 3); with two runs or more, ``epochs.png``: every run's test error per epoch, so
+that arms of an ablation or twins of a comparison are seen side by side. The final epoch's error
+is the headline: picking the best epoch by test error would select on the test set.
 
 ``cross_report(root, datasets)`` tests the paper's invariance claim: every run's final
 checkpoint is evaluated on the test split of every dataset in ``datasets`` (e.g. masked MNIST at
@@ -47,6 +48,7 @@ def collect(root: str | os.PathLike) -> list[dict[str, Any]]:
                 "epochs": history[-1]["epoch"],
                 "final_error": history[-1]["test_error"],
                 "best_error": min(row["test_error"] for row in history),
+                "test_errors": [(row["epoch"], row["test_error"]) for row in history],
             }
         )
     return rows
@@ -140,7 +142,8 @@ def write_cross(root: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
 
 
 def report(root: str | os.PathLike) -> Path:
-    """Write ``root/report.md`` (and ``root/sparsity.png`` for sparsity sweeps); return the table's path."""
+    """Write ``root/report.md``, ``root/epochs.png`` for two runs or more and ``root/sparsity.png`` for
+    sparsity sweeps; return the table's path."""
     root = Path(root)
     rows = collect(root)
     if not rows:
@@ -157,6 +160,8 @@ def report(root: str | os.PathLike) -> Path:
         )
     table = root / "report.md"
     table.write_text("\n".join(lines) + "\n")
+    if len(rows) > 1:
+        _plot_epochs(rows, root, root / "epochs.png")
     swept = [r for r in rows if r["sparsity"] is not None]
     if swept:
         plt = pyplot()
@@ -174,3 +179,21 @@ def report(root: str | os.PathLike) -> Path:
         fig.tight_layout()
         save_figure(fig, root / "sparsity.png")
     return table
+
+
+def _plot_epochs(rows: list[dict[str, Any]], root: Path, path: Path) -> None:
+    """Test error per epoch of every run in :func:`collect`'s ``rows``, one line each, named below ``root``."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in sorted(rows, key=lambda r: r["run"]):
+        epochs, errors = zip(*r["test_errors"])
+        label = f"{Path(r['run']).relative_to(root)} ({100 * r['final_error']:.2f}%)"
+        ax.plot(epochs, [100 * e for e in errors], marker="." if len(epochs) < 40 else None, label=label)
+    ax.set(xlabel="epoch", ylabel="test error (%)", title="test error per epoch (final in brackets)", yscale="log")
+    plain = plt.FuncFormatter(lambda value, _: f"{value:g}")  # 2 and 5, not 2×10⁰ and 5×10⁰
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)

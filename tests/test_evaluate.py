@@ -1,6 +1,7 @@
 """``evaluate`` against errors and losses computed here from the network's own outputs: the plain test
 pass, and test-time augmentation as the mean of softmax probabilities over the plain pass and R - 1
-copies, copy r of sample i shifted by the draw of ``(TTA_SEED, r, i)`` (applied here by hand)."""
+copies, copy r of sample i shifted by the draw of ``(TTA_SEED, r, i)`` (applied here by hand).
+``compare`` against the same outputs of two networks, and McNemar's test against the binomial by hand."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from synthetic import write_digit_shards
 
 from sparsenet.augment import AUGMENTATIONS
 from sparsenet.batch import collate
-from sparsenet.evaluate import TTA_SEED, evaluate
+from sparsenet.cli import main
+from sparsenet.evaluate import TTA_SEED, compare, evaluate, mcnemar
 from sparsenet.pipeline import inputs, load_network
 from sparsenet.shards import ShardReader
 
@@ -118,3 +121,33 @@ def test_an_ensemble_of_one_network_twice_is_that_network(checkpoint, digits):
 def test_repeats_below_one_are_refused(checkpoint, digits):
     with pytest.raises(ValueError, match="repeats must be at least 1"):
         evaluate(checkpoint, digits, plot=False, repeats=0)
+
+
+def test_mcnemar_counts_the_disagreements_and_matches_the_binomial_by_hand():
+    # 7 samples only A gets right, 2 only B, 5 both, 3 neither
+    a = np.array([1] * 7 + [0] * 2 + [1] * 5 + [0] * 3, bool)
+    b = np.array([0] * 7 + [1] * 2 + [1] * 5 + [0] * 3, bool)
+    tail = sum(math.comb(9, k) for k in range(3)) / 2**9  # P(X <= 2), X ~ Binomial(9, 1/2)
+    assert mcnemar(a, b) == {"only_a": 7, "only_b": 2, "p_value": pytest.approx(2 * tail)}
+    assert mcnemar(b, a) == {"only_a": 2, "only_b": 7, "p_value": pytest.approx(2 * tail)}
+    assert mcnemar(a, a) == {"only_a": 0, "only_b": 0, "p_value": 1.0}
+    with pytest.raises(ValueError, match="scored on"):
+        mcnemar(a, b[:-1])
+
+
+def test_compare_pairs_the_two_networks_outputs_sample_by_sample(checkpoint, digits, tmp_path, untrained_checkpoint):
+    other = untrained_checkpoint(digits, tmp_path / "other.pt", scale=40.0, seed=1, **MODEL)
+    right = []
+    for path in (checkpoint, other):
+        p, labels = probabilities_by_hand(path, digits, 1)
+        right.append((p[0].argmax(1) == labels).numpy())
+    only_a, only_b = int((right[0] & ~right[1]).sum()), int((right[1] & ~right[0]).sum())
+    assert only_a + only_b > 0, "the two networks must disagree somewhere for this test to mean anything"
+    result = compare(checkpoint, other, digits)
+    assert (result["only_a"], result["only_b"], result["samples"]) == (only_a, only_b, 15)
+    assert result["top1_error"] == pytest.approx([1 - r.mean() for r in right])
+    assert result["p_value"] == pytest.approx(mcnemar(*right)["p_value"])
+    cli = CliRunner().invoke(main, ["compare", "--checkpoint", str(checkpoint), "--checkpoint", str(other)])
+    assert cli.exit_code == 0 and f"right only by A: {only_a}   right only by B: {only_b}" in cli.output
+    cli = CliRunner().invoke(main, ["compare", "--checkpoint", str(checkpoint)])
+    assert cli.exit_code == 2 and "exactly twice" in cli.output

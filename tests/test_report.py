@@ -39,6 +39,9 @@ def test_report_tables_runs_and_plots_sparsity(tmp_path):
     assert len(table) == 5
     assert table[2] == "| convnet-0.5 | convnet | 0.5 | 2 | 30.00% | 30.00% |"
     assert (tmp_path / "sparsity.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "epochs.png").read_bytes()[:4] == b"\x89PNG"
+    report(tmp_path / "sinet-0.9")
+    assert not (tmp_path / "sinet-0.9" / "epochs.png").exists(), "one run has nothing to compare"
     result = invoke("report", tmp_path / "unfinished")
     assert result.exit_code == 1 and "no run folder with a finished epoch" in result.output
 

@@ -31,6 +31,7 @@ for command in (
     tools.inspect,
     runs.train,
     runs.evaluate,
+    runs.compare,
     runs.predict,
     runs.report,
     tools.export_model,

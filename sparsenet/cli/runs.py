@@ -183,6 +183,38 @@ def evaluate(checkpoints, data, confusion, batch_size, device, repeats, as_json)
     click.echo(f"confusion matrix: {result['confusion_png']}")
 
 
+@click.command(
+    "compare", context_settings=CONTEXT, short_help="Two checkpoints on the same test set: McNemar's exact test."
+)
+@option("--checkpoint", "checkpoints", required=True, multiple=True, type=EXISTING, help="A and B (give it twice).")
+@option(
+    "--data", type=EXISTING_DIR, help="Dataset folder (its test/ split) or a split folder [default: A's run's data]."
+)
+@option("--batch-size", type=POSITIVE, help="Evaluation batch size [default: each run's].")
+@option("--device", type=DEVICES, default="auto", help="Where to run.")
+@option("--repeats", type=POSITIVE, default=1, help="Test-time augmentation, as in `sparsenet eval`.")
+@option("--json", "as_json", is_flag=True, help="Print one JSON object (top1_error, only_a, only_b, p_value, ...).")
+@reports_errors
+def compare(checkpoints, data, batch_size, device, repeats, as_json) -> None:
+    """Is checkpoint A better than B, or is it chance? Both classify the same test samples; of the
+    samples where exactly one is right, McNemar's exact test asks whether A's share differs from half."""
+    from sparsenet.evaluate import compare
+
+    if len(checkpoints) != 2:
+        raise click.UsageError(f"give --checkpoint exactly twice (A and B), not {len(checkpoints)} times")
+    result = compare(*checkpoints, data, device=device, batch_size=batch_size, repeats=repeats)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    click.echo(f"on {result['data']}: {result['samples']} samples" + (f", {repeats} passes" if repeats > 1 else ""))
+    for name, path, epoch, error in zip("AB", result["checkpoints"], result["epochs"], result["top1_error"]):
+        click.echo(f"{name}: {path} (epoch {epoch}): top-1 error {100 * error:.2f}%")
+    click.echo(
+        f"right only by A: {result['only_a']}   right only by B: {result['only_b']}   "
+        f"McNemar exact two-sided p = {result['p_value']:.3g}"
+    )
+
+
 @click.command("predict", context_settings=CONTEXT, short_help="Classify raw stroke files or images; prints the top 5.")
 @option("--checkpoint", required=True, type=EXISTING, help="A checkpoint file, or a run folder (its best.pt).")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -205,7 +237,9 @@ def predict(checkpoint, inputs, top, device, as_json) -> None:
             click.echo(f"  {rank}. {guess['name']:>12} (class {guess['class']:>3})  {100 * guess['probability']:6.2f}%")
 
 
-@click.command("report", context_settings=CONTEXT, short_help="Compare runs: a table and error-vs-sparsity plot.")
+@click.command(
+    "report", context_settings=CONTEXT, short_help="Summarise runs: a table, error per epoch and against sparsity."
+)
 @click.argument("root", type=EXISTING_DIR)
 @option(
     "--test-on",
@@ -217,8 +251,9 @@ def predict(checkpoint, inputs, top, device, as_json) -> None:
 )
 @reports_errors
 def report(root, test_on) -> None:
-    """Summarise every run folder below ROOT into ROOT/report.md, and for runs on masked data
-    (`sparsenet preprocess masked`) plot their final test error against sparsity (ROOT/sparsity.png)."""
+    """Summarise every run folder below ROOT into ROOT/report.md, plot every run's test error per
+    epoch (ROOT/epochs.png, for two runs or more) and, for runs on masked data (`sparsenet preprocess
+    masked`), their final test error against sparsity (ROOT/sparsity.png)."""
     from sparsenet.report import cross_report, report
 
     click.echo(report(root).read_text(), nl=False)
