@@ -192,7 +192,9 @@ def _plot_epochs(rows: list[dict[str, Any]], root: Path, path: Path) -> None:
     ax.set(xlabel="epoch", ylabel="test error (%)", title="test error per epoch (final in brackets)", yscale="log")
     plain = plt.FuncFormatter(lambda value, _: f"{value:g}")  # 2 and 5, not 2×10⁰ and 5×10⁰
     ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
+    low, high = ax.get_ylim()
+    wide = high / low > 10  # across decades, numbering every minor tick crowds them: only 2 and 5
+    ax.yaxis.set_minor_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}" if not wide or f"{v:.0e}"[0] in "25" else ""))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
