@@ -28,6 +28,7 @@ so a folder holds either nothing of sparsenet's or a run that ``--resume`` can c
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 from pathlib import Path
@@ -43,6 +44,15 @@ BEST = "best.pt"
 LOGS = "logs"
 LOCK = ".lock"
 EVAL = "eval.txt"
+
+
+def recorded_command(run_dir: str | os.PathLike) -> list[str] | None:
+    """The argv that started the run in ``run_dir`` (config.json's ``command``), or None if none can be read."""
+    try:
+        command = json.loads((Path(run_dir) / CONFIG_JSON).read_text(encoding="utf-8")).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return command if isinstance(command, list) and all(isinstance(a, str) for a in command) else None
 
 
 def rank_log(run_dir: str | os.PathLike, rank: int) -> Path:

@@ -50,7 +50,7 @@ from sparsenet.errors import ConfigError, RunError
 from sparsenet.metrics import Tally, plot_confusion, plot_curves
 from sparsenet.optim import make_optimizer
 from sparsenet.pipeline import build_network, dataset, in_batches, resolve_device
-from sparsenet.runs import BEST, CHECKPOINT, CONFIG_JSON, CONFUSION, CURVES, METRICS, RunLock
+from sparsenet.runs import BEST, CHECKPOINT, CONFIG_JSON, CONFUSION, CURVES, METRICS, RunLock, recorded_command
 from sparsenet.shards import ShardError
 
 RESUMABLE = ("epochs", "procs", "threads", "device", "loader_workers", "sync_batchnorm")  # may change on resume
@@ -284,7 +284,7 @@ def _start_files(state: Checkpoint, network, optimizer, resume: bool, command: l
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         _save_state(state, network, optimizer, CHECKPOINT)
-    started_by = _recorded_command(run_dir / CONFIG_JSON) if resume else None
+    started_by = recorded_command(run_dir) if resume else None
     record = {
         "config": state.config.to_dict(),
         "data": state.data,
@@ -296,15 +296,6 @@ def _start_files(state: Checkpoint, network, optimizer, resume: bool, command: l
         record["resumed_with"] = command
     _write_text(run_dir / CONFIG_JSON, json.dumps(record, indent=1, allow_nan=False) + "\n")
     _write_metrics(state)
-
-
-def _recorded_command(path: Path) -> list[str] | None:
-    """The command line an earlier config.json records, or None if there is none to read."""
-    try:
-        command = json.loads(path.read_text(encoding="utf-8")).get("command")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return command if isinstance(command, list) and all(isinstance(a, str) for a in command) else None
 
 
 def _finish_epoch(state: Checkpoint, network, optimizer, test: Tally, row: dict) -> None:

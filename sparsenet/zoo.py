@@ -35,7 +35,7 @@ from typing import Any
 from sparsenet.checkpoint import CheckpointError, load, save_atomic
 from sparsenet.errors import ConfigError
 from sparsenet.evaluate import evaluate
-from sparsenet.runs import CONFIG_JSON
+from sparsenet.runs import recorded_command
 
 MAX_BYTES = 2 * 1024 * 1024
 INDEX = "index.json"
@@ -84,11 +84,8 @@ def _errors(checkpoints: str | os.PathLike | list[Path], data: str | os.PathLike
 
 
 def _command(checkpoint: Path) -> str:
-    record = checkpoint.parent / CONFIG_JSON
-    if record.is_file():
-        command = json.loads(record.read_text()).get("command") or []
-        return shlex.join(["sparsenet", *command[1:]]) if command else ""
-    return ""
+    command = recorded_command(checkpoint.parent)
+    return shlex.join(["sparsenet", *command[1:]]) if command else ""
 
 
 def export(

@@ -1,4 +1,4 @@
-"""sparsenet.runs: where a new run may start, and one writer per run folder."""
+"""sparsenet.runs: where a new run may start, one writer per run folder, and the command a run records."""
 
 import os
 import signal
@@ -108,3 +108,19 @@ def test_temporary_files_of_killed_writers_are_removed(tmp_path):
         path.write_text("")
     assert sorted(runs.remove_stale_temporaries(tmp_path)) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "checkpoint.pt"])
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"command": ["sparsenet", "train", "--seed", "1"]}', ["sparsenet", "train", "--seed", "1"]),
+        ('{"config": {}}', None),
+        ('{"command": "sparsenet train"}', None),  # not an argv
+        ('["command"]', None),
+        ("{not json", None),
+    ],
+)
+def test_the_recorded_command_is_the_argv_in_config_json_or_none(tmp_path, text, expected):
+    assert runs.recorded_command(tmp_path) is None  # no config.json
+    (tmp_path / runs.CONFIG_JSON).write_text(text)
+    assert runs.recorded_command(tmp_path) == expected
